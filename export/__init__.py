@@ -1,0 +1,1 @@
+"""Export: one self-contained ONNX file, then OpenVINO IR and TensorRT engines."""

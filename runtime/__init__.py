@@ -1,0 +1,23 @@
+"""The lean runtime: numpy, Pillow and ONNX Runtime. Never imports torch or scikit-learn."""
+
+from hema.runtime.card import CARD_METADATA_KEY, InputSpec, ModelCard
+from hema.runtime.classify import CellResult, classify_files
+from hema.runtime.default_model import DEFAULT_MODEL_PATH, resolve_model_path
+from hema.runtime.discovery import find_cell_images
+from hema.runtime.engine import ModelError, OnnxRuntimeEngine
+from hema.runtime.preprocessing import load_cell_image, resize_cell_image
+
+__all__ = [
+    "CARD_METADATA_KEY",
+    "DEFAULT_MODEL_PATH",
+    "CellResult",
+    "InputSpec",
+    "ModelCard",
+    "ModelError",
+    "OnnxRuntimeEngine",
+    "classify_files",
+    "find_cell_images",
+    "load_cell_image",
+    "resize_cell_image",
+    "resolve_model_path",
+]

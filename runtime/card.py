@@ -1,0 +1,104 @@
+"""The model card: the JSON document an exported hema model carries in its ONNX metadata.
+
+The card is the contract between export and runtime. It names the classes in output order, states how a
+decoded image must be resized before it enters the graph, and records how the model was made and how well
+it did, so that a lab can see what it is running with ``hema-infer info``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CARD_METADATA_KEY", "CARD_SCHEMA_VERSION", "InputSpec", "ModelCard"]
+
+CARD_METADATA_KEY = "hema.model_card"
+CARD_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the graph's ``image`` input expects.
+
+    Attributes:
+        height: Rows of the resized image.
+        width: Columns of the resized image.
+        resize: How the decoded cell image becomes ``height x width``. ``"stretch"``: the whole image is resized
+            to the target size without cropping or padding (single-cell crops are close to square).
+        interpolation: Pillow resampling filter used for the resize: ``"bilinear"``, ``"bicubic"`` or
+            ``"nearest"``.
+        mean: Per-channel mean (0-1 scale) subtracted inside the graph. Informational: the runtime never
+            normalises, the graph does.
+        std: Per-channel standard deviation (0-1 scale) divided inside the graph. Informational.
+    """
+
+    height: int
+    width: int
+    resize: str = "stretch"
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    layout: str = "NHWC"
+    dtype: str = "uint8"
+    color: str = "RGB"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything a runtime and a person need to know about an exported model.
+
+    Attributes:
+        class_names: Class of each probability column, in output order.
+        input: Input image specification.
+        backbone: Backbone description (``name``, ``source``, ``embedding_dim``).
+        head: Head description (``kind`` and its fitting parameters).
+        training_data: Summary of the data the head (and backbone) were fitted on.
+        metrics: Measured quality, e.g. ``{"balanced_accuracy": 0.9, "evaluated_on": "..."}``.
+        hema_version: Version of hema that exported the model.
+        created: ISO-8601 UTC timestamp of the export.
+        engines: Engines the graph runs on (``onnxruntime`` always; others only for plain-op heads).
+        schema_version: Card format version.
+    """
+
+    class_names: tuple[str, ...]
+    input: InputSpec
+    backbone: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] = field(default_factory=dict)
+    training_data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    hema_version: str = ""
+    created: str = ""
+    engines: tuple[str, ...] = ("onnxruntime",)
+    schema_version: int = CARD_SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """Serialise the card as indented JSON."""
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelCard":
+        """Parse a card written by :meth:`to_json`.
+
+        Raises:
+            ValueError: If the card is missing required fields or has a newer schema than this runtime reads.
+        """
+        raw = json.loads(text)
+        version = raw.get("schema_version", 0)
+        if version > CARD_SCHEMA_VERSION:
+            raise ValueError(
+                f"model card schema {version} is newer than this hema reads ({CARD_SCHEMA_VERSION}): upgrade hema"
+            )
+        try:
+            spec = raw.pop("input")
+            spec = InputSpec(**{**spec, "mean": tuple(spec["mean"]), "std": tuple(spec["std"])})
+            return cls(
+                **{
+                    **raw,
+                    "input": spec,
+                    "class_names": tuple(raw["class_names"]),
+                    "engines": tuple(raw.get("engines", ("onnxruntime",))),
+                }
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"model card is malformed: {error}") from error

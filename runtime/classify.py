@@ -1,0 +1,88 @@
+"""Classify many cell images in batches without losing any of them.
+
+Images are decoded one batch ahead of the engine (:mod:`hema.runtime.batches`). Every input file yields
+exactly one :class:`CellResult`, in input order: an image that cannot be decoded gets ``status="error"`` and
+the reason, and the rest of the batch is classified as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hema.runtime.batches import decoded_batches
+from hema.runtime.engine import PROBABILITIES_OUTPUT, OnnxRuntimeEngine
+
+__all__ = ["CellResult", "classify_files", "slide_of"]
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """The outcome for one input file.
+
+    Attributes:
+        path: The file.
+        slide: Name of the folder the file lies in (one folder per slide in a CellaVision export).
+        status: ``"ok"`` or ``"error"``.
+        label: Most probable class (empty on error).
+        confidence: Probability of ``label`` (NaN on error).
+        probabilities: Probability of every class in the model's class order (``None`` on error).
+        error: Why the file could not be classified (empty when ok).
+    """
+
+    path: Path
+    slide: str
+    status: str
+    label: str = ""
+    confidence: float = float("nan")
+    probabilities: np.ndarray | None = None
+    error: str = ""
+
+
+def slide_of(path: Path) -> str:
+    """The slide a cell belongs to: the name of its parent folder."""
+    return path.parent.name
+
+
+def classify_files(
+    engine: OnnxRuntimeEngine,
+    files: Sequence[Path],
+    batch_size: int = 32,
+    workers: int = 4,
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[CellResult]:
+    """Classify files in batches, yielding one result per file in input order.
+
+    Args:
+        engine: A loaded classifier model.
+        files: Image files.
+        batch_size: Images per engine call.
+        workers: Threads decoding images.
+        on_batch: Called with the number of files finished after each batch (for progress bars).
+    """
+    if PROBABILITIES_OUTPUT not in engine.output_names:
+        raise ValueError(f"{engine.path} is a backbone-only model: it outputs no class probabilities")
+    class_names = engine.card.class_names
+    for batch, images in decoded_batches(files, engine.card.input, batch_size, workers):
+        yield from _classify_batch(engine, batch, images, class_names)
+        if on_batch is not None:
+            on_batch(len(batch))
+
+
+def _classify_batch(
+    engine: OnnxRuntimeEngine, batch: Sequence[Path], images: list[np.ndarray | str], class_names: tuple[str, ...]
+) -> Iterator[CellResult]:
+    """Run the decodable images of one batch through the engine; the others become error rows."""
+    good = [index for index, image in enumerate(images) if isinstance(image, np.ndarray)]
+    row_of = {index: row for row, index in enumerate(good)}
+    probabilities = engine.run(np.stack([images[index] for index in good]))[PROBABILITIES_OUTPUT] if good else None
+    for index, path in enumerate(batch):
+        if index in row_of:
+            p = probabilities[row_of[index]]
+            best = int(np.argmax(p))
+            yield CellResult(path, slide_of(path), "ok", class_names[best], float(p[best]), p)
+        else:
+            yield CellResult(path, slide_of(path), "error", error=str(images[index]))

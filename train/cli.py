@@ -1,0 +1,112 @@
+"""``hema-train``: fit few-shot heads on frozen features (and, in later commands, train backbones)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from hema.train.data import SPLITS, find_labelled_images
+from hema.train.evaluation import plot_confusion_matrix
+from hema.train.features import DEFAULT_BACKBONE, open_feature_extractor
+from hema.train.fewshot import run_fewshot
+from hema.train.heads import HEAD_KINDS, HeadConfig
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Train hema models: few-shot heads on frozen backbone features.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """Train hema models: few-shot heads on frozen backbone features."""
+
+
+def _split_option(help_text: str) -> object:
+    return typer.Option(help=f"{help_text} One of {', '.join(SPLITS)} (hema's fixed content-hash split).")
+
+
+@app.command()
+def fewshot(
+    data: Annotated[Path, typer.Option(help="Labelled cells: DATA/<class>/**/<image>.")],
+    out: Annotated[Path, typer.Option(help="Folder for head.json + arrays, metrics.json, confusion_matrix.png.")],
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help="'default' (the embedded model's backbone, ONNX Runtime, no torch), an exported .onnx, "
+            "a timm name (efficientnet_lite0 starts from ImageNet) or a checkpoint file."
+        ),
+    ] = DEFAULT_BACKBONE,
+    arch: Annotated[Optional[str], typer.Option(help="timm architecture of a checkpoint that does not name it.")] = None,
+    head: Annotated[str, typer.Option(help=f"Head: {', '.join(HEAD_KINDS)}.")] = "lr",
+    labels_per_class: Annotated[
+        int, typer.Option("--labels-per-class", "-n", min=0, help="Labelled cells drawn per class (0: all).")
+    ] = 50,
+    repeats: Annotated[int, typer.Option("--repeats", "-r", min=1, help="Independent draws.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the first draw; repeat r uses seed + r.")] = 0,
+    eval_dir: Annotated[
+        Optional[Path],
+        typer.Option("--eval", help="Labelled evaluation cells. Default: DATA's test split (pool: its train split)."),
+    ] = None,
+    data_split: Annotated[str, _split_option("Part of DATA to draw from when --eval is given.")] = "all",
+    eval_split: Annotated[str, _split_option("Part of --eval to evaluate on.")] = "all",
+    c: Annotated[float, typer.Option(help="Inverse regularisation (lr, linear-svm, svm).")] = 1.0,
+    k: Annotated[int, typer.Option(help="Neighbours (knn); capped by the smallest class.")] = 10,
+    trees: Annotated[int, typer.Option(help="Trees (rf).")] = 300,
+    image_size: Annotated[int, typer.Option(help="Input side for torch backbones.")] = 224,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (torch backbones).")] = "auto",
+) -> None:
+    """Fit a head on frozen features with N labels per class, R times, and report how well it classifies.
+
+    The head of the first draw is saved (as arrays or ONNX, never a pickle) for `hema-export onnx --head OUT`.
+    """
+    try:
+        config = HeadConfig(kind=head, c=c, k=k, trees=trees, seed=seed)
+        if eval_dir is None:
+            pool, evaluation = find_labelled_images(data, "train"), find_labelled_images(data, "test")
+            data_split, eval_dir, eval_split = "train", data, "test"
+        else:
+            pool, evaluation = find_labelled_images(data, data_split), find_labelled_images(eval_dir, eval_split)
+        unknown = sorted(set(evaluation.class_names) - set(pool.class_names))
+        if unknown:
+            raise ValueError(f"evaluation classes {unknown} are not among the training classes {pool.class_names}")
+        extractor = open_feature_extractor(backbone, arch, image_size, batch_size, device)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+    typer.echo(f"pool: {len(pool)} cells in {len(pool.class_names)} classes; evaluation: {len(evaluation)} cells")
+    pool_features = extractor(pool.paths, desc="pool features")
+    eval_features = extractor(evaluation.paths, desc="eval features")
+    eval_labels = np.array([pool.class_names.index(evaluation.class_names[label]) for label in evaluation.labels])
+    result = run_fewshot(
+        pool_features, pool.labels, pool.class_names, eval_features, eval_labels, config, labels_per_class, repeats
+    )
+
+    metrics = {
+        **result.metrics,
+        "backbone": extractor.description,
+        "training_data": {"folder": str(data), "split": data_split, "cells": pool.counts()},
+        "eval_data": {"folder": str(eval_dir), "split": eval_split, "cells": evaluation.counts()},
+    }
+    result.head.metadata.update(
+        backbone=extractor.description, training_data=metrics["training_data"], labels_per_class=labels_per_class
+    )
+    result.head.save(out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    title = f"{head}, {labels_per_class or 'all'} labels/class, {repeats} repeat(s)"
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), pool.class_names, title, out / "confusion_matrix.png")
+    accuracy, f1 = metrics["balanced_accuracy"], metrics["macro_f1"]
+    typer.echo(
+        f"balanced accuracy {accuracy['mean']:.4f} ± {accuracy['std']:.4f}, macro-F1 {f1['mean']:.4f} ± "
+        f"{f1['std']:.4f} over {repeats} draw(s) of {labels_per_class or 'all'} labels per class"
+    )
+    typer.echo(f"wrote {out}/metrics.json, confusion_matrix.png and the head")

@@ -1,0 +1,84 @@
+"""Labelled cell images in ImageFolder layout, and the fixed train/test split hema uses everywhere.
+
+Layout: ``DIR/<class name>/**/<image>``: the class is the name of the first-level folder, images are found
+recursively beneath it (so ``DIR/neutrophil/slide_07/cell_001.jpg`` is a neutrophil).
+
+Split: a file belongs to the test split when the first 8 hex digits of the SHA-256 of its *content*, read as an
+integer, are below 20 % of 2**32; otherwise to the train split. The rule needs no list to be kept, survives
+renames and copies, and gives every lab's folder a reproducible split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hema.runtime.discovery import find_cell_images
+
+__all__ = ["SPLITS", "TEST_FRACTION", "LabelledImages", "find_labelled_images", "split_of"]
+
+TEST_FRACTION = 0.2
+SPLITS = ("all", "train", "test")
+
+
+def split_of(path: Path) -> str:
+    """``"test"`` or ``"train"`` by the SHA-256 of the file's bytes (see the module docstring)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return "test" if int(digest[:8], 16) < TEST_FRACTION * 2**32 else "train"
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Image files with integer labels.
+
+    Attributes:
+        paths: Image files.
+        labels: ``int64`` array, index into ``class_names`` for each file.
+        class_names: Sorted class (folder) names.
+    """
+
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def counts(self) -> dict[str, int]:
+        """Images per class."""
+        return {name: int((self.labels == index).sum()) for index, name in enumerate(self.class_names)}
+
+
+def find_labelled_images(root: str | Path, split: str = "all") -> LabelledImages:
+    """Collect the labelled images under ``root``.
+
+    Args:
+        root: ImageFolder-style directory.
+        split: ``"all"``, ``"train"`` or ``"test"`` (see the module docstring).
+
+    Raises:
+        FileNotFoundError: If ``root`` is not a folder.
+        ValueError: If the split name is unknown or no labelled image is found.
+    """
+    root = Path(root)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of class folders")
+    class_dirs = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
+    paths: list[Path] = []
+    labels: list[int] = []
+    names: list[str] = []
+    for class_dir in class_dirs:
+        images = [path for path in find_cell_images([class_dir]).images if split == "all" or split_of(path) == split]
+        if not images:
+            continue
+        names.append(class_dir.name)
+        paths.extend(images)
+        labels.extend([len(names) - 1] * len(images))
+    if not paths:
+        raise ValueError(f"no labelled images found under {root} (split {split!r}); expected {root}/<class>/<image>")
+    return LabelledImages(tuple(paths), np.asarray(labels, dtype=np.int64), tuple(names))
