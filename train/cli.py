@@ -14,11 +14,14 @@ from hema.train.evaluation import plot_confusion_matrix
 from hema.train.features import DEFAULT_BACKBONE, open_feature_extractor
 from hema.train.fewshot import run_fewshot
 from hema.train.heads import HEAD_KINDS, HeadConfig
+from hema.train.adapt_command import adapt
+from hema.train.ssl_command import ssl
+from hema.train.supervised_command import supervised
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Train hema models: few-shot heads on frozen backbone features.",
+    help="Train hema models: few-shot heads on frozen features, DINO backbones, fine-tuning, domain adaptation.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -26,7 +29,12 @@ app = typer.Typer(
 
 @app.callback()
 def main() -> None:
-    """Train hema models: few-shot heads on frozen backbone features."""
+    """Train hema models: few-shot heads on frozen features, DINO backbones, fine-tuning, domain adaptation."""
+
+
+app.command()(ssl)
+app.command()(supervised)
+app.command()(adapt)
 
 
 def _split_option(help_text: str) -> object:
@@ -110,3 +118,7 @@ def fewshot(
         f"{f1['std']:.4f} over {repeats} draw(s) of {labels_per_class or 'all'} labels per class"
     )
     typer.echo(f"wrote {out}/metrics.json, confusion_matrix.png and the head")
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m hema.train.cli ...
+    app()

@@ -18,7 +18,7 @@ import numpy as np
 
 from hema.runtime.discovery import find_cell_images
 
-__all__ = ["SPLITS", "TEST_FRACTION", "LabelledImages", "find_labelled_images", "split_of"]
+__all__ = ["SPLITS", "TEST_FRACTION", "LabelledImages", "find_labelled_images", "find_unlabelled_images", "split_of"]
 
 TEST_FRACTION = 0.2
 SPLITS = ("all", "train", "test")
@@ -82,3 +82,17 @@ def find_labelled_images(root: str | Path, split: str = "all") -> LabelledImages
     if not paths:
         raise ValueError(f"no labelled images found under {root} (split {split!r}); expected {root}/<class>/<image>")
     return LabelledImages(tuple(paths), np.asarray(labels, dtype=np.int64), tuple(names))
+
+
+def find_unlabelled_images(roots: list[Path] | tuple[Path, ...], split: str = "all") -> tuple[Path, ...]:
+    """Every image under ``roots`` (recursively, labels ignored), restricted to a split.
+
+    Raises:
+        ValueError: If the split name is unknown or no image is found.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    images = [path for path in find_cell_images(list(roots)).images if split == "all" or split_of(path) == split]
+    if not images:
+        raise ValueError(f"no images found under {', '.join(map(str, roots))} (split {split!r})")
+    return tuple(images)

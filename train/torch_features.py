@@ -15,7 +15,7 @@ from hema.train.backbones import CellBackbone
 from hema.train.device import resolve_device
 from hema.train.transforms import load_eval_image
 
-__all__ = ["EvalImages", "embed_with_torch"]
+__all__ = ["EvalImages", "embed_with_torch", "run_on_images"]
 
 
 class EvalImages(Dataset):
@@ -37,17 +37,24 @@ class EvalImages(Dataset):
 
 
 @torch.inference_mode()
-def embed_with_torch(
-    model: CellBackbone, paths: Sequence[Path], batch_size: int, device: str, workers: int, desc: str
+def run_on_images(
+    module: torch.nn.Module,
+    paths: Sequence[Path],
+    image_size: int,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    workers: int = 2,
+    desc: str = "inference",
 ) -> np.ndarray:
-    """Embeddings ``float32 (n, dim)`` of ``paths`` in order.
+    """Outputs ``float32 (n, ...)`` of an eval-mode module that takes ``uint8`` NHWC batches, in path order.
 
-    Always full precision: the heads fitted on these features run in FP32 graphs, and export checks parity.
+    Always full precision: heads fitted on these outputs run in FP32 graphs, and export checks parity.
     """
-    target = resolve_device(device)
-    model = model.to(target).eval()
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    was_training = module.training
+    module = module.to(target).eval()
     loader = DataLoader(
-        EvalImages(paths, model.info.image_size),
+        EvalImages(paths, image_size),
         batch_size=batch_size,
         num_workers=min(workers, os.cpu_count() or 1),
         pin_memory=target.type == "cuda",
@@ -55,6 +62,14 @@ def embed_with_torch(
     chunks = []
     with tqdm(total=len(paths), unit="cell", desc=desc, disable=None) as progress:
         for images in loader:
-            chunks.append(model(images.to(target, non_blocking=True)).float().cpu().numpy())
+            chunks.append(module(images.to(target, non_blocking=True)).float().cpu().numpy())
             progress.update(len(images))
+    module.train(was_training)
     return np.concatenate(chunks).astype(np.float32)
+
+
+def embed_with_torch(
+    model: CellBackbone, paths: Sequence[Path], batch_size: int, device: str, workers: int, desc: str
+) -> np.ndarray:
+    """Embeddings ``float32 (n, dim)`` of ``paths`` through the backbone's eval transform."""
+    return run_on_images(model, paths, model.info.image_size, batch_size, device, workers, desc)

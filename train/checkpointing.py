@@ -1,0 +1,45 @@
+"""Resumable training checkpoints: a plain config dict and state dicts, loadable with ``weights_only=True``.
+
+Layout (``torch.save`` of a dict of plain types and tensors only)::
+
+    {"config": {... "arch": "efficientnet_lite0" ...},   # the run's frozen config as a plain dict
+     "backbone": state_dict,                              # what hema-train fewshot / hema-export load
+     "modules": {name: state_dict},                       # student, teacher, heads, ...
+     "optimizer": state_dict, "scaler": state_dict,
+     "progress": {"epoch": int, "step": int, "step_in_epoch": int, ...}}
+
+``hema.train.checkpoints.read_backbone_weights`` reads the ``backbone`` entry with the architecture from
+``config``, so every trained backbone feeds few-shot fitting and export unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["load_training_checkpoint", "save_training_checkpoint"]
+
+
+def save_training_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write atomically (temporary file, then rename) so a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    torch.save(checkpoint, temporary)
+    os.replace(temporary, path)
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_training_checkpoint` without unpickling objects.
+
+    Raises:
+        ValueError: If the file is not a hema training checkpoint.
+    """
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    missing = {"config", "backbone", "modules", "progress"} - set(checkpoint)
+    if missing:
+        raise ValueError(f"{path} is not a hema training checkpoint (missing {sorted(missing)})")
+    return checkpoint

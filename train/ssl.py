@@ -1,0 +1,286 @@
+"""DINO self-supervised training of a backbone on unlabelled cells (``hema-train ssl``).
+
+Caron et al. 2021, after facebookresearch/dino: a student sees 2 global and several local crops, an EMA teacher
+sees the global crops, and the student learns to match the teacher's centred, sharpened prototype distribution.
+All schedules (learning rate, weight decay, teacher momentum, teacher temperature) are arrays computed up front
+and indexed by step. Runs on one CPU, one GPU, or many GPUs through ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from hema.train.backbones import CellBackbone, create_backbone
+from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint
+from hema.train.config_files import config_to_dict
+from hema.train.data import find_unlabelled_images
+from hema.train.datasets import AugmentedCells
+from hema.train.dino_head import DINOHead, cancel_last_layer_gradients
+from hema.train.distributed import DistributedContext, all_reduce_mean, init_distributed, shutdown_distributed
+from hema.train.loop import Budget, MixedPrecision, set_train_mode, wrap_distributed
+from hema.train.losses.dino import DINOLoss
+from hema.train.multicrop import MultiCropAugmentation, MultiCropConfig, collate_multicrop
+from hema.train.run_log import RunLog
+from hema.train.sampling import GlobalBatchSampler
+from hema.train.schedules import cosine_schedule, teacher_temperature_schedule
+
+__all__ = ["DINOConfig", "DINOModel", "train_dino"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class DINOConfig:
+    """Everything a DINO run needs; stored as a plain dict in its checkpoints.
+
+    Attributes:
+        data: Folders of cell images (labels, if any, are ignored).
+        out: Run folder: ``checkpoint.pt``, ``metrics.csv``, ``tensorboard/``.
+        data_split: ``all``, ``train`` or ``test`` part of ``data`` (hema's content-hash split).
+        backbone: timm name (``efficientnet_lite0`` starts from ImageNet) or checkpoint file.
+        arch: timm architecture for checkpoints that do not name it.
+        pretrained: Start Lite0 from ImageNet; False trains from scratch.
+        global_size: Side of global crops (and the backbone's input size).
+        local_size: Side of local crops.
+        local_crops: Local crops per image.
+        out_dim: DINO prototypes.
+        epochs: Length of the schedules.
+        batch_size: Images per step over all processes.
+        lr: Peak learning rate per 256 images (scaled linearly with ``batch_size``).
+        min_lr: Final learning rate.
+        warmup_epochs: Linear learning-rate warm-up.
+        weight_decay: Initial weight decay (cosine to ``weight_decay_end``).
+        weight_decay_end: Final weight decay.
+        momentum_teacher: Initial teacher EMA momentum (cosine to 1).
+        warmup_teacher_temp: Teacher temperature of the first epoch.
+        teacher_temp: Teacher temperature after warm-up.
+        warmup_teacher_temp_epochs: Epochs of teacher-temperature warm-up.
+        student_temp: Student temperature.
+        clip_grad: Gradient-norm clip (0: none).
+        freeze_last_layer_epochs: Epochs with the prototype layer frozen.
+        batchnorm: ``frozen`` (keep pretrained statistics), ``train`` or ``sync`` (SyncBatchNorm under DDP).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        amp: Mixed precision on CUDA.
+        workers: Data-loading processes per training process.
+        seed: Seed for initialisation, data order and augmentation.
+        max_steps: Stop after this many steps in this invocation (a smoke run; resume continues).
+        time_budget_minutes: Stop after this much wall time in this invocation.
+        resume: Continue from ``out/checkpoint.pt`` if it exists.
+    """
+
+    data: tuple[str, ...]
+    out: str
+    data_split: str = "all"
+    backbone: str = "efficientnet_lite0"
+    arch: str | None = None
+    pretrained: bool = True
+    global_size: int = 224
+    local_size: int = 96
+    local_crops: int = 6
+    out_dim: int = 4096
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_epochs: int = 2
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    momentum_teacher: float = 0.996
+    warmup_teacher_temp: float = 0.04
+    teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 0
+    student_temp: float = 0.1
+    clip_grad: float = 3.0
+    freeze_last_layer_epochs: int = 1
+    batchnorm: str = "frozen"
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 4
+    seed: int = 0
+    max_steps: int | None = None
+    time_budget_minutes: float | None = None
+    resume: bool = False
+
+
+class DINOModel(nn.Module):
+    """Backbone + DINO head over a list of crops; crops of one resolution go through the backbone together."""
+
+    def __init__(self, backbone: CellBackbone, head: DINOHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, crops: list[torch.Tensor]) -> torch.Tensor:
+        """Head outputs ``(sum of crop batches, out_dim)``, in crop order."""
+        groups = itertools.groupby(crops, key=lambda crop: crop.shape[1:3])
+        embeddings = [self.backbone(torch.cat(list(group))) for _, group in groups]
+        return self.head(torch.cat(embeddings))
+
+
+def _parameter_groups(model: nn.Module) -> list[dict]:
+    """Weights get weight decay; biases and normalisation parameters do not (as in DINO)."""
+    decayed, plain = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (plain if name.endswith(".bias") or parameter.ndim <= 1 else decayed).append(parameter)
+    return [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
+
+
+def train_one_epoch(
+    student: nn.Module,
+    teacher: DINOModel,
+    loss_fn: DINOLoss,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    schedules: dict[str, np.ndarray],
+    epoch: int,
+    first_step: int,
+    precision: MixedPrecision,
+    config: DINOConfig,
+    context: DistributedContext,
+    budget: Budget,
+    log: RunLog,
+    progress: tqdm,
+) -> int:
+    """One pass over the loader (from ``first_step``); returns the global step reached."""
+    student_module = student.module if hasattr(student, "module") else student
+    step = first_step
+    for crops in loader:
+        for index, group in enumerate(optimizer.param_groups):
+            group["lr"] = schedules["lr"][step]
+            if index == 0:
+                group["weight_decay"] = schedules["weight_decay"][step]
+        crops = [crop.to(context.device, non_blocking=True) for crop in crops]
+        with precision.autocast():
+            with torch.no_grad():
+                teacher_output = teacher(crops[:2])
+            loss = loss_fn(student(crops), teacher_output, epoch)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"DINO loss is {loss.item()} at step {step}: stopping")
+        norm = precision.step(
+            loss,
+            optimizer,
+            student.parameters(),
+            config.clip_grad,
+            before_step=lambda: cancel_last_layer_gradients(student_module, epoch, config.freeze_last_layer_epochs),
+        )
+        with torch.no_grad():  # teacher = m * teacher + (1 - m) * student
+            momentum = float(schedules["momentum"][step])
+            for teacher_parameter, student_parameter in zip(teacher.parameters(), student_module.parameters()):
+                teacher_parameter.mul_(momentum).add_(student_parameter.detach(), alpha=1.0 - momentum)
+        mean_loss = all_reduce_mean(loss.detach().clone()).item()
+        log.log(
+            step,
+            {
+                "epoch": epoch,
+                "loss": mean_loss,
+                "lr": schedules["lr"][step],
+                "weight_decay": schedules["weight_decay"][step],
+                "teacher_momentum": momentum,
+                "teacher_temp": loss_fn.teacher_temp(epoch),
+                "grad_norm": norm,
+            },
+        )
+        progress.set_postfix(epoch=epoch, loss=f"{mean_loss:.4f}")
+        progress.update(1)
+        step += 1
+        budget.steps_taken += 1
+        if budget.exhausted():
+            break
+    return step
+
+
+def _checkpoint(config: DINOConfig, student: nn.Module, teacher: DINOModel, loss_fn: DINOLoss, optimizer, precision, epoch: int, step: int, steps_per_epoch: int) -> dict:
+    student_module = student.module if hasattr(student, "module") else student
+    return {
+        "config": {**config_to_dict(config), "method": "dino", "arch": teacher.backbone.info.arch},
+        "backbone": teacher.backbone.model.state_dict(),
+        "backbone_info": teacher.backbone.info.to_dict(),
+        "modules": {"student": student_module.state_dict(), "teacher": teacher.state_dict(), "loss": loss_fn.state_dict()},
+        "optimizer": optimizer.state_dict(),
+        "scaler": precision.scaler.state_dict(),
+        "progress": {"epoch": epoch, "step": step, "step_in_epoch": step - epoch * steps_per_epoch},
+    }
+
+
+def train_dino(config: DINOConfig) -> Path:
+    """Run (or resume) DINO training; returns the checkpoint path. See :class:`DINOConfig`."""
+    context = init_distributed(config.device)
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    paths = find_unlabelled_images([Path(folder) for folder in config.data], config.data_split)
+    crops = MultiCropConfig(global_size=config.global_size, local_size=config.local_size, local_crops=config.local_crops)
+    dataset = AugmentedCells(paths, MultiCropAugmentation(crops), seed=config.seed)
+    sampler = GlobalBatchSampler(len(dataset), config.batch_size, config.seed, context.rank, context.world_size)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=collate_multicrop,
+        pin_memory=context.device.type == "cuda",
+        persistent_workers=False,
+    )
+    steps_per_epoch = sampler.steps_per_epoch()
+
+    backbone = create_backbone(config.backbone, config.arch, config.pretrained, config.global_size)
+    student = DINOModel(backbone, DINOHead(backbone.info.embedding_dim, config.out_dim)).to(context.device)
+    teacher = copy.deepcopy(student).eval()
+    teacher.requires_grad_(False)
+    loss_fn = DINOLoss(
+        config.out_dim,
+        teacher_temperature_schedule(
+            config.warmup_teacher_temp, config.teacher_temp, config.warmup_teacher_temp_epochs, config.epochs
+        ),
+        config.student_temp,
+    ).to(context.device)
+    optimizer = torch.optim.AdamW(_parameter_groups(student))
+    precision = MixedPrecision(context.device, config.amp)
+    schedules = {
+        "lr": cosine_schedule(config.lr * config.batch_size / 256.0, config.min_lr, config.epochs, steps_per_epoch, config.warmup_epochs),
+        "weight_decay": cosine_schedule(config.weight_decay, config.weight_decay_end, config.epochs, steps_per_epoch),
+        "momentum": cosine_schedule(config.momentum_teacher, 1.0, config.epochs, steps_per_epoch),
+    }
+
+    epoch, step = 0, 0
+    if config.resume and (out / CHECKPOINT).is_file():
+        saved = load_training_checkpoint(out / CHECKPOINT)
+        student.load_state_dict(saved["modules"]["student"])
+        teacher.load_state_dict(saved["modules"]["teacher"])
+        loss_fn.load_state_dict(saved["modules"]["loss"])
+        optimizer.load_state_dict(saved["optimizer"])
+        precision.scaler.load_state_dict(saved["scaler"])
+        epoch, step = saved["progress"]["epoch"], saved["progress"]["step"]
+        if step - epoch * steps_per_epoch >= steps_per_epoch:
+            epoch += 1
+    student = set_train_mode(wrap_distributed(student, context, config.batchnorm), config.batchnorm)
+
+    budget = Budget(config.max_steps, config.time_budget_minutes)
+    log = RunLog(out, enabled=context.is_main, resume=step > 0)
+    total = config.epochs * steps_per_epoch
+    with tqdm(total=total, initial=step, unit="step", desc="DINO", disable=None if context.is_main else True) as progress:
+        while epoch < config.epochs and not budget.exhausted():
+            sampler.set_epoch(epoch, start_step=step - epoch * steps_per_epoch)
+            step = train_one_epoch(
+                student, teacher, loss_fn, loader, optimizer, schedules, epoch, step, precision, config, context, budget, log, progress
+            )
+            finished_epoch = step == (epoch + 1) * steps_per_epoch
+            if context.is_main:
+                save_training_checkpoint(
+                    out / CHECKPOINT,
+                    _checkpoint(config, student, teacher, loss_fn, optimizer, precision, epoch, step, steps_per_epoch),
+                )
+            if finished_epoch:
+                epoch += 1
+    log.close()
+    shutdown_distributed()
+    return out / CHECKPOINT
