@@ -52,7 +52,9 @@ def backbone_graph(extractor: FeatureExtractor) -> tuple[onnx.ModelProto, InputS
     if extractor.onnx_engine is not None:
         source = onnx.load(str(extractor.onnx_engine.path))
         graph = Extractor(source).extract_model([IMAGE_INPUT], [EMBEDDING_OUTPUT])
-        graph.ir_version, graph.opset_import[:] = source.ir_version, source.opset_import
+        graph.ir_version = source.ir_version
+        del graph.opset_import[:]
+        graph.opset_import.extend(source.opset_import)
         return graph, extractor.onnx_engine.card.input
     info = extractor.torch_backbone.info
     spec = InputSpec(height=info.image_size, width=info.image_size, mean=info.mean, std=info.std)
@@ -100,10 +102,10 @@ def export_classifier(
     """
     head = FittedHead.load(head_dir)
     extractor = open_feature_extractor(backbone or head_backbone_spec(head), arch=arch, device="cpu")
-    graph, spec = backbone_graph(extractor)
     dim = extractor.description.get("embedding_dim")
     if dim is not None and dim != head.embedding_dim:
         raise ValueError(f"backbone gives {dim}-dimensional embeddings, the head takes {head.embedding_dim}")
+    graph, spec = backbone_graph(extractor)
     card = ModelCard(
         class_names=head.class_names,
         input=spec,

@@ -83,13 +83,17 @@ class ModelCard:
         Raises:
             ValueError: If the card is missing required fields or has a newer schema than this runtime reads.
         """
-        raw = json.loads(text)
-        version = raw.get("schema_version", 0)
-        if version > CARD_SCHEMA_VERSION:
-            raise ValueError(
-                f"model card schema {version} is newer than this hema reads ({CARD_SCHEMA_VERSION}): upgrade hema"
-            )
         try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
+            version = raw.get("schema_version", 0)
+            if not isinstance(version, int):
+                raise TypeError(f"schema_version must be an integer, got {version!r}")
+            if version > CARD_SCHEMA_VERSION:
+                raise ValueError(
+                    f"model card schema {version} is newer than this hema reads ({CARD_SCHEMA_VERSION}): upgrade hema"
+                )
             spec = raw.pop("input")
             spec = InputSpec(**{**spec, "mean": tuple(spec["mean"]), "std": tuple(spec["std"])})
             return cls(
@@ -100,5 +104,5 @@ class ModelCard:
                     "engines": tuple(raw.get("engines", ("onnxruntime",))),
                 }
             )
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ValueError(f"model card is malformed: {error}") from error

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from hema.runtime.classify import classify_files
 from hema.runtime.default_model import resolve_model_path
 from hema.runtime.discovery import find_cell_images
-from hema.runtime.engine import ModelError, OnnxRuntimeEngine
+from hema.runtime.engine import PROBABILITIES_OUTPUT, ModelError, OnnxRuntimeEngine
 from hema.runtime.reports import CsvCellWriter, format_summary, summarise, write_summary
 
 __all__ = ["app"]
@@ -54,6 +54,9 @@ def classify(
     Exit code: 0 all files classified, 1 some files could not be read, 2 no usable model or no input.
     """
     engine = _load(model, threads)
+    if PROBABILITIES_OUTPUT not in engine.output_names:
+        typer.echo(f"error: {engine.path} is a backbone-only model (no class probabilities): export a classifier", err=True)
+        raise typer.Exit(2)
     inputs = find_cell_images(paths)
     for missing in inputs.missing:
         typer.echo(f"error: no such file or folder: {missing}", err=True)

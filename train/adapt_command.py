@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hema.train.command_errors import user_errors_exit_2
 from hema.train.config_files import build_config
 
 __all__ = ["adapt"]
@@ -71,5 +72,5 @@ def adapt(
         "time_budget_minutes": time_budget,
         "resume": resume or None,
     }
-    best = adapt_mdd(build_config(AdaptConfig, config, overrides))
+    best = user_errors_exit_2(lambda: adapt_mdd(build_config(AdaptConfig, config, overrides)))
     typer.echo(f"best checkpoint (target SND): {best}")

@@ -158,4 +158,4 @@ def create_backbone(
         std=tuple(config.get("std", IMAGENET_STD)),
         embedding_dim=int(model.num_features),
     )
-    return CellBackbone(model.eval(), info)
+    return CellBackbone(model, info).eval()

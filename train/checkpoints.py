@@ -101,8 +101,9 @@ def read_backbone_weights(path: str | Path) -> BackboneWeights:
     state = {key: value for key, value in raw.items() if isinstance(value, torch.Tensor)}
     if not state:
         raise ValueError(f"{path} holds no tensors")
-    state = _strip(_strip(state, "module."), "backbone.")
+    state = _strip(state, "module.")
     state = {key: value for key, value in state.items() if not key.startswith(_HEAD_PREFIXES)}
+    state = _strip(state, "backbone.")
     if any(key.startswith("blocks.") and key.endswith("ls1.gamma") for key in state) or "mask_token" in state:
         state, layout = _dinov2_to_timm(state), f"{layout} (DINOv2 / DinoBloom keys)"
     return BackboneWeights(state, arch, layout)

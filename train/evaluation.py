@@ -41,7 +41,9 @@ def summarise_repeats(per_repeat: list[dict[str, Any]], class_names: tuple[str, 
         values = np.array([result[key] for result in per_repeat])
         return {"mean": float(values.mean()), "std": float(values.std()), "per_repeat": values.round(6).tolist()}
 
-    recall = np.nanmean(np.stack([result["recall"] for result in per_repeat]), axis=0) if per_repeat else []
+    recalls = np.stack([result["recall"] for result in per_repeat])
+    scored = (~np.isnan(recalls)).sum(axis=0)  # a class absent from the evaluation set has no recall
+    recall = np.divide(np.nansum(recalls, axis=0), scored, out=np.full(scored.shape, np.nan), where=scored > 0)
     return {
         "class_names": list(class_names),
         "balanced_accuracy": spread("balanced_accuracy"),

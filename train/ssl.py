@@ -27,7 +27,7 @@ from hema.train.data import find_unlabelled_images
 from hema.train.datasets import AugmentedCells
 from hema.train.dino_head import DINOHead, cancel_last_layer_gradients
 from hema.train.distributed import DistributedContext, all_reduce_mean, init_distributed, shutdown_distributed
-from hema.train.loop import Budget, MixedPrecision, set_train_mode, wrap_distributed
+from hema.train.loop import BATCHNORM_POLICIES, Budget, MixedPrecision, set_train_mode, wrap_distributed
 from hema.train.losses.dino import DINOLoss
 from hema.train.multicrop import MultiCropAugmentation, MultiCropConfig, collate_multicrop
 from hema.train.run_log import RunLog
@@ -111,6 +111,12 @@ class DINOConfig:
     time_budget_minutes: float | None = None
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.warmup_epochs <= self.epochs or not 0 <= self.warmup_teacher_temp_epochs <= self.epochs:
+            raise ValueError(f"warm-up epochs must lie between 0 and epochs ({self.epochs})")
+        if self.batchnorm not in BATCHNORM_POLICIES:
+            raise ValueError(f"unknown BatchNorm policy {self.batchnorm!r}; choose one of {BATCHNORM_POLICIES}")
+
 
 class DINOModel(nn.Module):
     """Backbone + DINO head over a list of crops; crops of one resolution go through the backbone together."""
@@ -157,9 +163,9 @@ def train_one_epoch(
     step = first_step
     for crops in loader:
         for index, group in enumerate(optimizer.param_groups):
-            group["lr"] = schedules["lr"][step]
+            group["lr"] = float(schedules["lr"][step])
             if index == 0:
-                group["weight_decay"] = schedules["weight_decay"][step]
+                group["weight_decay"] = float(schedules["weight_decay"][step])
         crops = [crop.to(context.device, non_blocking=True) for crop in crops]
         with precision.autocast():
             with torch.no_grad():

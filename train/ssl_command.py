@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hema.train.command_errors import user_errors_exit_2
 from hema.train.config_files import build_config
 
 __all__ = ["ssl"]
@@ -72,5 +73,5 @@ def ssl(
         "time_budget_minutes": time_budget,
         "resume": resume or None,
     }
-    checkpoint = train_dino(build_config(DINOConfig, config, overrides))
+    checkpoint = user_errors_exit_2(lambda: train_dino(build_config(DINOConfig, config, overrides)))
     typer.echo(f"wrote {checkpoint}")

@@ -192,7 +192,7 @@ def train_supervised(config: SupervisedConfig) -> Path:
         images, labels = move(next(batches), context.device)
         step = progress["step"]
         for group in optimizer.param_groups:
-            group["lr"] = schedule[step] * group["lr_scale"]
+            group["lr"] = float(schedule[step]) * group["lr_scale"]
         with precision.autocast():
             loss = loss_fn(model(images), labels)
         precision.step(loss, optimizer, model.parameters())

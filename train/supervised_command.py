@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hema.train.command_errors import user_errors_exit_2
 from hema.train.config_files import build_config
 
 __all__ = ["supervised"]
@@ -67,5 +68,5 @@ def supervised(
         "time_budget_minutes": time_budget,
         "resume": resume or None,
     }
-    best = train_supervised(build_config(SupervisedConfig, config, overrides))
+    best = user_errors_exit_2(lambda: train_supervised(build_config(SupervisedConfig, config, overrides)))
     typer.echo(f"best checkpoint: {best}")

@@ -43,7 +43,8 @@ def slide(pbc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One slide folder: four real cells of different classes and four unreadable image files."""
     folder = tmp_path_factory.mktemp("bad_input") / "slide_17"
     folder.mkdir()
-    sources = [sorted((pbc_dir / name).glob("*.jpg"))[0] for name in ("basophil", "lymphocyte", "neutrophil", "platelet")]
+    classes = ("basophil", "lymphocyte", "neutrophil", "platelet")
+    sources = [sorted((pbc_dir / name).glob("*.jpg"))[0] for name in classes]
     for name, source in zip(GOOD, sources):
         (folder / name).symlink_to(source)
     real = sources[0].read_bytes()
@@ -56,7 +57,7 @@ def slide(pbc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(slide: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[subprocess.CompletedProcess[str], Path]]:
+def runs(slide: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[subprocess.CompletedProcess, Path]]:
     """``hema-infer classify`` at batch sizes 32 (one batch), 2 (a batch of bad files only) and 1."""
     results = {}
     for batch_size in (32, 2, 1):

@@ -83,12 +83,6 @@ def test_malformed_card_raises_value_error(text: str) -> None:
         ModelCard.from_json(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG runtime/card.py ModelCard.from_json: raw.get()/version comparison run outside the try, so a card "
-    "that is a JSON array or has a non-integer schema_version raises AttributeError/TypeError instead of "
-    "ValueError; OnnxRuntimeEngine only converts ValueError to ModelError, so hema-infer crashes with a traceback",
-)
 @pytest.mark.parametrize(
     "text",
     [

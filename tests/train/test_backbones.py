@@ -77,3 +77,24 @@ def test_forward_is_the_model_on_normalised_channels_first_images(lite0: CellBac
     assert embeddings.shape == (2, 1280)
     torch.testing.assert_close(embeddings, expected, atol=1e-4, rtol=1e-4)
     assert not np.allclose(embeddings[0].numpy(), embeddings[1].numpy())
+
+
+def test_backbone_stays_in_eval_mode_after_feature_extraction(tmp_path) -> None:
+    from PIL import Image
+
+    from hema.train.torch_features import embed_with_torch
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(2):
+        paths.append(tmp_path / f"cell_{index}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(paths[-1])
+    backbone = create_backbone("resnet10t", pretrained=False, image_size=64)
+    images = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = backbone(images)
+    embed_with_torch(backbone, paths, batch_size=2, device="cpu", workers=0, desc="test")
+    assert not any(module.training for module in backbone.modules())
+    with torch.no_grad():
+        after = backbone(images)
+    torch.testing.assert_close(after, before)

@@ -22,7 +22,8 @@ VIT = "vit_small_patch14_dinov2"
 
 
 def _images(size: int, count: int = 2, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (count, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, size, size, 3), dtype=torch.uint8, generator=generator)
 
 
 def _randomised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -95,12 +96,6 @@ def test_plain_state_dict_without_arch_is_refused(cnn, tmp_path: Path) -> None:
         create_backbone(str(tmp_path / "weights.pth"))
 
 
-HEAD_PREFIX_BUG = (
-    "BUG train/checkpoints.py read_backbone_weights: the 'backbone.' prefix is stripped (_strip, which needs ALL "
-    "keys to carry it) before the projection-head keys (head./dino_head./ibot_head.) are dropped, so a real DINO or "
-    "DINOv2/DinoBloom teacher, which holds backbone.* AND head keys, keeps 'backbone.' on every key: the DINOv2 "
-    "renaming is not even detected and loading fails with CheckpointMismatchError; heads should be dropped first"
-)
 
 
 def _dino_checkpoint(cnn: torch.nn.Module, with_head: bool) -> dict:
@@ -122,7 +117,7 @@ def _dino_checkpoint(cnn: torch.nn.Module, with_head: bool) -> dict:
     "with_head",
     [
         pytest.param(False, id="teacher-backbone-only"),
-        pytest.param(True, id="teacher-with-dino-head", marks=pytest.mark.xfail(strict=True, reason=HEAD_PREFIX_BUG)),
+        pytest.param(True, id="teacher-with-dino-head"),
     ],
 )
 def test_dino_teacher_checkpoint_loads_the_teacher_backbone(cnn, tmp_path: Path, with_head: bool) -> None:
@@ -162,7 +157,7 @@ def vit_state() -> dict[str, torch.Tensor]:
     scope="module",
     params=[
         pytest.param(False, id="teacher-backbone-only"),
-        pytest.param(True, id="teacher-with-dino-and-ibot-heads", marks=pytest.mark.xfail(strict=True, reason=HEAD_PREFIX_BUG)),
+        pytest.param(True, id="teacher-with-dino-and-ibot-heads"),
     ],
 )
 def dinobloom(request, vit_state, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:

@@ -28,7 +28,8 @@ def test_metrics_equal_scikit_learn(classes: int, seed: int) -> None:
     assert metrics["macro_f1"] == pytest.approx(f1_score(truth, predicted, average="macro"), abs=1e-12)
     assert metrics["accuracy"] == pytest.approx(float((truth == predicted).mean()), abs=1e-12)
     np.testing.assert_allclose(metrics["recall"], recall_score(truth, predicted, average=None, labels=range(classes)))
-    np.testing.assert_array_equal(metrics["confusion_matrix"], confusion_matrix(truth, predicted, labels=range(classes)))
+    expected_confusion = confusion_matrix(truth, predicted, labels=range(classes))
+    np.testing.assert_array_equal(metrics["confusion_matrix"], expected_confusion)
 
 
 def test_eval_set_missing_a_class_is_scored_on_the_classes_it_has() -> None:

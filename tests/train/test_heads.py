@@ -123,8 +123,9 @@ def test_knn_equals_kneighbors_on_l2_normalised_features(data3) -> None:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
     reference = KNeighborsClassifier(n_neighbors=5).fit(unit(features), labels)
-    np.testing.assert_allclose(head.predict_proba(test_features), reference.predict_proba(unit(test_features)), atol=1e-6)
-    np.testing.assert_allclose(ort_probabilities(head, test_features), reference.predict_proba(unit(test_features)), atol=1e-6)
+    expected = reference.predict_proba(unit(test_features))
+    np.testing.assert_allclose(head.predict_proba(test_features), expected, atol=1e-6)
+    np.testing.assert_allclose(ort_probabilities(head, test_features), expected, atol=1e-6)
 
 
 def test_knn_k_is_capped_by_the_smallest_class() -> None:
@@ -144,7 +145,8 @@ def test_svm_and_rf_equal_their_scikit_learn_models(data3, heads3) -> None:
     svm = make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0)).fit(features, labels)
     np.testing.assert_array_equal(heads3["svm"].predict_proba(test_features).argmax(axis=1), svm.predict(test_features))
     forest = RandomForestClassifier(n_estimators=40, random_state=0).fit(features, labels)
-    np.testing.assert_allclose(heads3["rf"].predict_proba(test_features), forest.predict_proba(test_features), atol=1e-5)
+    expected = forest.predict_proba(test_features)
+    np.testing.assert_allclose(heads3["rf"].predict_proba(test_features), expected, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

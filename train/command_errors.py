@@ -1,0 +1,23 @@
+"""Turn the errors a user can cause into a one-line message and exit code 2, instead of a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+
+__all__ = ["user_errors_exit_2"]
+
+Result = TypeVar("Result")
+
+
+def user_errors_exit_2(run: Callable[[], Result]) -> Result:
+    """Call ``run``; bad settings, missing files and checkpoints that do not fit end the command with code 2."""
+    from hema.train.checkpoints import CheckpointMismatchError
+
+    try:
+        return run()
+    except (ValueError, FileNotFoundError, CheckpointMismatchError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
