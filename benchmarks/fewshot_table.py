@@ -14,21 +14,23 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from hema.train.data import find_labelled_images
 from hema.train.features import open_feature_extractor
 from hema.train.fewshot import run_fewshot
 from hema.train.heads import HeadConfig
 
 
+def _row(rows: list[dict], head: str, n: int) -> dict:
+    return next(row for row in rows if row["head"] == head and row["labels_per_class"] == n)
+
+
 def _table(rows: list[dict], heads: list[str], shots: list[int], title: str) -> str:
     lines = [f"**{title}**", "", "| labels per class | " + " | ".join(heads) + " |", "|---:|" + "---:|" * len(heads)]
     for n in shots:
-        cells = []
-        for head in heads:
-            row = next(r for r in rows if r["head"] == head and r["labels_per_class"] == n)
-            cells.append(f"{row['balanced_accuracy_mean']:.3f} ± {row['balanced_accuracy_std']:.3f}")
+        cells = [
+            f"{_row(rows, h, n)['balanced_accuracy_mean']:.3f} ± {_row(rows, h, n)['balanced_accuracy_std']:.3f}"
+            for h in heads
+        ]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -41,8 +43,8 @@ def _plot(rows: list[dict], heads: list[str], shots: list[int], title: str, path
 
     figure, axes = plt.subplots(figsize=(6, 4))
     for head in heads:
-        means = np.array([next(r for r in rows if r["head"] == head and r["labels_per_class"] == n)["balanced_accuracy_mean"] for n in shots])
-        stds = np.array([next(r for r in rows if r["head"] == head and r["labels_per_class"] == n)["balanced_accuracy_std"] for n in shots])
+        means = [_row(rows, head, n)["balanced_accuracy_mean"] for n in shots]
+        stds = [_row(rows, head, n)["balanced_accuracy_std"] for n in shots]
         axes.errorbar(shots, means, yerr=stds, marker="o", capsize=3, label=head)
     axes.set(xscale="log", xlabel="labelled cells per class", ylabel="balanced accuracy (test split)", title=title)
     axes.set_xticks(shots, [str(n) for n in shots])
@@ -76,23 +78,33 @@ def main() -> None:
         for n in args.shots:
             started = time.perf_counter()
             result = run_fewshot(
-                pool_features, pool.labels, pool.class_names, eval_features, evaluation.labels,
-                HeadConfig(kind=head), n, args.repeats,
+                pool_features,
+                pool.labels,
+                pool.class_names,
+                eval_features,
+                evaluation.labels,
+                HeadConfig(kind=head),
+                n,
+                args.repeats,
             )
             metrics = result.metrics
-            rows.append({
-                "head": head,
-                "labels_per_class": n,
-                "repeats": args.repeats,
-                "balanced_accuracy_mean": metrics["balanced_accuracy"]["mean"],
-                "balanced_accuracy_std": metrics["balanced_accuracy"]["std"],
-                "macro_f1_mean": metrics["macro_f1"]["mean"],
-                "macro_f1_std": metrics["macro_f1"]["std"],
-                "seconds": round(time.perf_counter() - started, 2),
-            })
-            print(f"{head:>4} N={n:<3} balanced accuracy {rows[-1]['balanced_accuracy_mean']:.3f} ± {rows[-1]['balanced_accuracy_std']:.3f}")
+            rows.append(
+                {
+                    "head": head,
+                    "labels_per_class": n,
+                    "repeats": args.repeats,
+                    "balanced_accuracy_mean": metrics["balanced_accuracy"]["mean"],
+                    "balanced_accuracy_std": metrics["balanced_accuracy"]["std"],
+                    "macro_f1_mean": metrics["macro_f1"]["mean"],
+                    "macro_f1_std": metrics["macro_f1"]["std"],
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            )
+            mean, std = rows[-1]["balanced_accuracy_mean"], rows[-1]["balanced_accuracy_std"]
+            print(f"{head:>4} N={n:<3} balanced accuracy {mean:.3f} ± {std:.3f}")
 
-    title = f"{extractor.description.get('arch', args.backbone)} ({extractor.description.get('source', '')}) on {args.data.name}"
+    backbone = extractor.description
+    title = f"{backbone.get('arch', args.backbone)} ({backbone.get('source', '')}) on {args.data.name}"
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "backbone": extractor.description,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,10 +20,10 @@ app = typer.Typer(
 )
 
 BackboneOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(help="'default', an exported .onnx, a timm name or a checkpoint file. Default: the head's backbone."),
 ]
-ArchOption = Annotated[Optional[str], typer.Option(help="timm architecture of a checkpoint that does not name it.")]
+ArchOption = Annotated[str | None, typer.Option(help="timm architecture of a checkpoint that does not name it.")]
 
 
 @app.callback()
@@ -36,7 +36,8 @@ def _report(result: ExportResult) -> None:
     typer.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB), classes: {', '.join(result.card.class_names)}")
     line = f"parity on {parity.images} real cells: embedding difference {parity.max_embedding_difference:.1e}"
     if parity.max_probability_difference is not None:
-        line += f", probability difference {parity.max_probability_difference:.1e}, labels agree {parity.label_agreement:.0%}"
+        line += f", probability difference {parity.max_probability_difference:.1e}"
+        line += f", labels agree {parity.label_agreement:.0%}"
     typer.echo(line)
     typer.echo(f"runs on: {', '.join(result.card.engines)}")
 
@@ -59,7 +60,7 @@ def onnx(
     backbone: BackboneOption = None,
     arch: ArchOption = None,
     parity_data: Annotated[
-        Optional[Path], typer.Option(help="Labelled cells to check parity on. Default: the head's training folder.")
+        Path | None, typer.Option(help="Labelled cells to check parity on. Default: the head's training folder.")
     ] = None,
 ) -> None:
     """Fuse preprocessing, backbone, head and softmax into ONE ONNX file that carries its model card.

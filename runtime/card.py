@@ -77,7 +77,7 @@ class ModelCard:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelCard":
+    def from_json(cls, text: str) -> ModelCard:
         """Parse a card written by :meth:`to_json`.
 
         Raises:

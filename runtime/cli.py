@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from tqdm import tqdm
@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 ModelOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--model", "-m", help="Exported hema .onnx model. Default: the model embedded in hema."),
 ]
 
@@ -55,7 +55,9 @@ def classify(
     """
     engine = _load(model, threads)
     if PROBABILITIES_OUTPUT not in engine.output_names:
-        typer.echo(f"error: {engine.path} is a backbone-only model (no class probabilities): export a classifier", err=True)
+        typer.echo(
+            f"error: {engine.path} is a backbone-only model (no class probabilities): export a classifier", err=True
+        )
         raise typer.Exit(2)
     inputs = find_cell_images(paths)
     for missing in inputs.missing:
@@ -64,12 +66,15 @@ def classify(
         typer.echo("error: no image files found in the given paths", err=True)
         raise typer.Exit(2)
     if inputs.skipped:
-        typer.echo(f"skipping {len(inputs.skipped)} file(s) without an image suffix, e.g. {inputs.skipped[0]}", err=True)
+        typer.echo(
+            f"skipping {len(inputs.skipped)} file(s) without an image suffix, e.g. {inputs.skipped[0]}", err=True
+        )
 
     results = []
-    with CsvCellWriter(out / "cells.csv", engine.card.class_names) as writer, tqdm(
-        total=len(inputs.images), unit="cell", desc="classifying", disable=None
-    ) as progress:
+    with (
+        CsvCellWriter(out / "cells.csv", engine.card.class_names) as writer,
+        tqdm(total=len(inputs.images), unit="cell", desc="classifying", disable=None) as progress,
+    ):
         for result in classify_files(engine, inputs.images, batch_size, workers, on_batch=progress.update):
             writer.write(result)
             results.append(result)

@@ -42,7 +42,7 @@ class CsvCellWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "CsvCellWriter":
+    def __enter__(self) -> CsvCellWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

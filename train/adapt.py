@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -21,26 +20,28 @@ from tqdm import tqdm
 
 from hema.train.adaptation_eval import TargetCells, score_target
 from hema.train.backbones import create_backbone
-from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint
+from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint, training_checkpoint
 from hema.train.classifier_training import cycle_batches, inverse_frequency_weights, move
-from hema.train.config_files import config_to_dict
 from hema.train.data import find_labelled_images
 from hema.train.datasets import AugmentedCells
 from hema.train.distributed import all_reduce_mean, init_distributed, shutdown_distributed
-from hema.train.loop import Budget, MixedPrecision, set_train_mode, wrap_distributed
 from hema.train.gradient_reversal import WarmStartGradientReverseLayer
+from hema.train.loop import Budget, MixedPrecision, set_train_mode, wrap_distributed
 from hema.train.losses.mdd import MarginDisparityDiscrepancy
 from hema.train.mdd_model import MDDClassifier
 from hema.train.multicrop import CellAugmentation
 from hema.train.run_log import RunLog
+from hema.train.run_settings import RunSettings
 from hema.train.sampling import GlobalBatchSampler
 
 __all__ = ["AdaptConfig", "adapt_mdd"]
 
 
-@dataclass(frozen=True)
-class AdaptConfig:
+@dataclass(frozen=True, kw_only=True)
+class AdaptConfig(RunSettings):
     """An MDD adaptation run (defaults after thuml's MDD recipe, scaled to single-cell images).
+
+    Besides the fields below, every :class:`~hema.train.run_settings.RunSettings` field applies.
 
     Attributes:
         source: Labelled source cells, ``SOURCE/<class>/**/<image>``.
@@ -64,14 +65,7 @@ class AdaptConfig:
         width: Hidden width of both heads.
         class_weights: Weight source classes by inverse frequency in the classification and MDD losses.
         grl_max_iters: Steps for the gradient-reversal coefficient to warm up.
-        batchnorm: BatchNorm policy for the backbone (``frozen``, ``train``, ``sync``).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        amp: Mixed precision on CUDA.
         workers: Data-loading processes per training process and domain.
-        seed: Seed.
-        max_steps: Stop after this many steps in this invocation.
-        time_budget_minutes: Stop after this much wall time in this invocation.
-        resume: Continue from ``out/checkpoint.pt``.
     """
 
     source: str
@@ -95,33 +89,19 @@ class AdaptConfig:
     width: int = 1024
     class_weights: bool = True
     grl_max_iters: int = 1000
-    batchnorm: str = "frozen"
-    device: str = "auto"
-    amp: bool = True
     workers: int = 2
-    seed: int = 0
-    max_steps: int | None = None
-    time_budget_minutes: float | None = None
-    resume: bool = False
 
 
-def _loader(dataset: AugmentedCells, config: AdaptConfig, context, weights=None) -> tuple[DataLoader, GlobalBatchSampler]:
-    sampler = GlobalBatchSampler(len(dataset), config.batch_size, config.seed, context.rank, context.world_size, weights)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.workers, pin_memory=context.device.type == "cuda")
+def _loader(
+    dataset: AugmentedCells, config: AdaptConfig, context, weights=None
+) -> tuple[DataLoader, GlobalBatchSampler]:
+    sampler = GlobalBatchSampler(
+        len(dataset), config.batch_size, config.seed, context.rank, context.world_size, weights
+    )
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, num_workers=config.workers, pin_memory=context.device.type == "cuda"
+    )
     return loader, sampler
-
-
-def _checkpoint(config: AdaptConfig, model, optimizer, precision, progress: dict) -> dict:
-    module = model.module if hasattr(model, "module") else model
-    return {
-        "config": {**config_to_dict(config), "method": "mdd", "arch": module.backbone.info.arch},
-        "backbone": module.backbone.model.state_dict(),
-        "backbone_info": module.backbone.info.to_dict(),
-        "modules": {"model": module.state_dict()},
-        "optimizer": optimizer.state_dict(),
-        "scaler": precision.scaler.state_dict(),
-        "progress": progress,
-    }
 
 
 def adapt_mdd(config: AdaptConfig) -> Path:
@@ -134,8 +114,12 @@ def adapt_mdd(config: AdaptConfig) -> Path:
     classes = len(source.class_names)
     weights = inverse_frequency_weights(source.labels, classes)
     augment = CellAugmentation(config.image_size)
-    source_loader, source_sampler = _loader(AugmentedCells(source.paths, augment, source.labels, config.seed), config, context)
-    target_loader, target_sampler = _loader(AugmentedCells(target.paths, augment, seed=config.seed + 1), config, context)
+    source_loader, source_sampler = _loader(
+        AugmentedCells(source.paths, augment, source.labels, config.seed), config, context
+    )
+    target_loader, target_sampler = _loader(
+        AugmentedCells(target.paths, augment, seed=config.seed + 1), config, context
+    )
 
     backbone = create_backbone(config.backbone, config.arch, image_size=config.image_size)
     grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=0.1, max_iters=config.grl_max_iters)
@@ -163,15 +147,26 @@ def adapt_mdd(config: AdaptConfig) -> Path:
     model = wrap_distributed(model, context, config.batchnorm)
     set_train_mode(model, config.batchnorm, scope=module.backbone)
 
+    def save(name: str) -> None:
+        save_training_checkpoint(
+            out / name,
+            training_checkpoint(
+                config, "mdd", module.backbone, {"model": module}, optimizer, precision.scaler, progress
+            ),
+        )
+
     budget = Budget(config.max_steps, config.time_budget_minutes)
     log = RunLog(out, enabled=context.is_main, resume=progress["step"] > 0)
     source_batches = cycle_batches(source_loader, source_sampler, progress["step"])
     target_batches = cycle_batches(target_loader, target_sampler, progress["step"])
     total = config.epochs * config.iters_per_epoch
-    bar = tqdm(total=total, initial=progress["step"], unit="step", desc="MDD", disable=None if context.is_main else True)
+    bar = tqdm(total=total, initial=progress["step"], unit="step", desc="MDD", disable=context.hide_progress)
     while progress["step"] < total and not budget.exhausted():
         step = progress["step"]
-        (images_s, labels_s), images_t = move(next(source_batches), context.device), move(next(target_batches), context.device)
+        (images_s, labels_s), images_t = (
+            move(next(source_batches), context.device),
+            move(next(target_batches), context.device),
+        )
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * (1.0 + config.lr_gamma * step) ** (-config.lr_decay)
         with precision.autocast():
@@ -206,9 +201,9 @@ def adapt_mdd(config: AdaptConfig) -> Path:
             if scores["snd"] > progress["best_snd"]:
                 progress.update(best_snd=scores["snd"], best_epoch=epoch, best_scores=scores)
                 if context.is_main:
-                    save_training_checkpoint(out / "best.pt", _checkpoint(config, model, optimizer, precision, progress))
+                    save("best.pt")
         if context.is_main and (step % config.iters_per_epoch == 0 or budget.exhausted()):
-            save_training_checkpoint(out / "checkpoint.pt", _checkpoint(config, model, optimizer, precision, progress))
+            save("checkpoint.pt")
     bar.close()
     log.close()
     shutdown_distributed()

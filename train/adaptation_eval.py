@@ -33,7 +33,7 @@ class TargetCells:
     classes: int
 
     @classmethod
-    def find(cls, folder: str | Path, split: str, source_classes: tuple[str, ...]) -> "TargetCells":
+    def find(cls, folder: str | Path, split: str, source_classes: tuple[str, ...]) -> TargetCells:
         """Labelled if every first-level folder of ``folder`` is a source class name, else unlabelled."""
         folder = Path(folder)
         subfolders = {child.name for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")}

@@ -20,7 +20,41 @@ from typing import Any
 
 import torch
 
-__all__ = ["load_training_checkpoint", "save_training_checkpoint"]
+from hema.train.backbones import CellBackbone
+from hema.train.config_files import config_to_dict
+
+__all__ = ["load_training_checkpoint", "save_training_checkpoint", "training_checkpoint"]
+
+
+def training_checkpoint(
+    config: Any,
+    method: str,
+    backbone: CellBackbone,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    progress: dict[str, Any],
+) -> dict[str, Any]:
+    """Assemble the checkpoint dict (layout in the module docstring).
+
+    Args:
+        config: The run's frozen config dataclass.
+        method: ``dino``, ``supervised`` or ``mdd``.
+        backbone: The backbone to hand on to few-shot fitting and export (DINO: the teacher's).
+        modules: Every module whose state a resumed run needs (unwrapped from DistributedDataParallel).
+        optimizer: The optimiser.
+        scaler: The mixed-precision gradient scaler.
+        progress: Step counters and anything else the loop needs to continue.
+    """
+    return {
+        "config": {**config_to_dict(config), "method": method, "arch": backbone.info.arch},
+        "backbone": backbone.model.state_dict(),
+        "backbone_info": backbone.info.to_dict(),
+        "modules": {name: module.state_dict() for name, module in modules.items()},
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "progress": progress,
+    }
 
 
 def save_training_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:

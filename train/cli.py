@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 
+from hema.train.adapt_command import adapt
 from hema.train.data import SPLITS, find_labelled_images
 from hema.train.evaluation import plot_confusion_matrix
 from hema.train.features import DEFAULT_BACKBONE, open_feature_extractor
 from hema.train.fewshot import run_fewshot
 from hema.train.heads import HEAD_KINDS, HeadConfig
-from hema.train.adapt_command import adapt
 from hema.train.ssl_command import ssl
 from hema.train.supervised_command import supervised
 
@@ -52,7 +52,7 @@ def fewshot(
             "a timm name (efficientnet_lite0 starts from ImageNet) or a checkpoint file."
         ),
     ] = DEFAULT_BACKBONE,
-    arch: Annotated[Optional[str], typer.Option(help="timm architecture of a checkpoint that does not name it.")] = None,
+    arch: Annotated[str | None, typer.Option(help="timm architecture of a checkpoint that does not name it.")] = None,
     head: Annotated[str, typer.Option(help=f"Head: {', '.join(HEAD_KINDS)}.")] = "lr",
     labels_per_class: Annotated[
         int, typer.Option("--labels-per-class", "-n", min=0, help="Labelled cells drawn per class (0: all).")
@@ -60,7 +60,7 @@ def fewshot(
     repeats: Annotated[int, typer.Option("--repeats", "-r", min=1, help="Independent draws.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the first draw; repeat r uses seed + r.")] = 0,
     eval_dir: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--eval", help="Labelled evaluation cells. Default: DATA's test split (pool: its train split)."),
     ] = None,
     data_split: Annotated[str, _split_option("Part of DATA to draw from when --eval is given.")] = "all",

@@ -51,6 +51,11 @@ class DistributedContext:
         """Rank 0 writes checkpoints, logs and progress bars."""
         return self.rank == 0
 
+    @property
+    def hide_progress(self) -> bool | None:
+        """tqdm's ``disable``: bars on the main process only, and there only on a terminal (``None``)."""
+        return None if self.is_main else True
+
 
 def init_distributed(device: str = "auto") -> DistributedContext:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU), or stay a single process."""

@@ -71,7 +71,9 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: tuple[str, ...], t
     image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     for (row, column), count in np.ndenumerate(confusion):
         colour = "white" if share[row, column] > 0.5 else "black"
-        axes.text(column, row, f"{share[row, column]:.2f}\n({count})", ha="center", va="center", color=colour, fontsize=7)
+        axes.text(
+            column, row, f"{share[row, column]:.2f}\n({count})", ha="center", va="center", color=colour, fontsize=7
+        )
     axes.set(
         xticks=range(len(class_names)),
         yticks=range(len(class_names)),

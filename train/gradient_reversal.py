@@ -100,9 +100,7 @@ class WarmStartGradientReverseLayer(nn.Module):
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return (
-            f"alpha={self.alpha}, lo={self.lo}, hi={self.hi}, max_iters={self.max_iters}, auto_step={self.auto_step}"
-        )
+        return f"alpha={self.alpha}, lo={self.lo}, hi={self.hi}, max_iters={self.max_iters}, auto_step={self.auto_step}"
 
     def coefficient_at(self, iteration: int | float) -> float:
         """:math:`\\lambda` at a given iteration, as a Python float (for schedules and plots)."""

@@ -108,9 +108,7 @@ def _sklearn_onnx(features: np.ndarray, labels: np.ndarray, config: HeadConfig) 
     return {}, onnx_bytes, {}, reference
 
 
-def fit_stored_head(
-    features: np.ndarray, labels: np.ndarray, counts: np.ndarray, config: HeadConfig
-) -> StoredHead:
+def fit_stored_head(features: np.ndarray, labels: np.ndarray, counts: np.ndarray, config: HeadConfig) -> StoredHead:
     """Fit ``config.kind`` and return ``(arrays, onnx_bytes, extra_params, reference_probabilities)``."""
     if config.kind in ("lr", "linear-svm"):
         arrays, onnx_bytes, params, reference = _linear(features, labels, config)

@@ -125,7 +125,7 @@ class FittedHead:
             np.savez(directory / HEAD_NPZ, **self.arrays)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "FittedHead":
+    def load(cls, directory: str | Path) -> FittedHead:
         """Read a head written by :meth:`save` (``allow_pickle=False``).
 
         Raises:
@@ -143,9 +143,7 @@ class FittedHead:
         return cls(kind, names, params, arrays=arrays, metadata=document)
 
 
-def fit_head(
-    features: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], config: HeadConfig
-) -> FittedHead:
+def fit_head(features: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], config: HeadConfig) -> FittedHead:
     """Fit a head with scikit-learn and convert it to its stored form.
 
     Args:

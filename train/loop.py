@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hema.train.distributed import DistributedContext, is_distributed
 
-__all__ = ["BATCHNORM_POLICIES", "Budget", "MixedPrecision", "set_train_mode", "wrap_distributed"]
+__all__ = ["BATCHNORM_POLICIES", "Budget", "MixedPrecision", "set_train_mode", "unwrap", "wrap_distributed"]
 
 BATCHNORM_POLICIES = ("frozen", "train", "sync")
 
@@ -101,3 +101,8 @@ def wrap_distributed(model: nn.Module, context: DistributedContext, batchnorm: s
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [context.local_rank] if context.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or ``model`` itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

@@ -21,16 +21,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hema.train.backbones import CellBackbone, create_backbone
-from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint
-from hema.train.config_files import config_to_dict
+from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint, training_checkpoint
 from hema.train.data import find_unlabelled_images
 from hema.train.datasets import AugmentedCells
 from hema.train.dino_head import DINOHead, cancel_last_layer_gradients
 from hema.train.distributed import DistributedContext, all_reduce_mean, init_distributed, shutdown_distributed
-from hema.train.loop import BATCHNORM_POLICIES, Budget, MixedPrecision, set_train_mode, wrap_distributed
+from hema.train.loop import Budget, MixedPrecision, set_train_mode, unwrap, wrap_distributed
 from hema.train.losses.dino import DINOLoss
 from hema.train.multicrop import MultiCropAugmentation, MultiCropConfig, collate_multicrop
 from hema.train.run_log import RunLog
+from hema.train.run_settings import RunSettings
 from hema.train.sampling import GlobalBatchSampler
 from hema.train.schedules import cosine_schedule, teacher_temperature_schedule
 
@@ -39,9 +39,11 @@ __all__ = ["DINOConfig", "DINOModel", "train_dino"]
 CHECKPOINT = "checkpoint.pt"
 
 
-@dataclass(frozen=True)
-class DINOConfig:
+@dataclass(frozen=True, kw_only=True)
+class DINOConfig(RunSettings):
     """Everything a DINO run needs; stored as a plain dict in its checkpoints.
+
+    Besides the fields below, every :class:`~hema.train.run_settings.RunSettings` field applies.
 
     Attributes:
         data: Folders of cell images (labels, if any, are ignored).
@@ -68,14 +70,6 @@ class DINOConfig:
         student_temp: Student temperature.
         clip_grad: Gradient-norm clip (0: none).
         freeze_last_layer_epochs: Epochs with the prototype layer frozen.
-        batchnorm: ``frozen`` (keep pretrained statistics), ``train`` or ``sync`` (SyncBatchNorm under DDP).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        amp: Mixed precision on CUDA.
-        workers: Data-loading processes per training process.
-        seed: Seed for initialisation, data order and augmentation.
-        max_steps: Stop after this many steps in this invocation (a smoke run; resume continues).
-        time_budget_minutes: Stop after this much wall time in this invocation.
-        resume: Continue from ``out/checkpoint.pt`` if it exists.
     """
 
     data: tuple[str, ...]
@@ -102,20 +96,11 @@ class DINOConfig:
     student_temp: float = 0.1
     clip_grad: float = 3.0
     freeze_last_layer_epochs: int = 1
-    batchnorm: str = "frozen"
-    device: str = "auto"
-    amp: bool = True
-    workers: int = 4
-    seed: int = 0
-    max_steps: int | None = None
-    time_budget_minutes: float | None = None
-    resume: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 <= self.warmup_epochs <= self.epochs or not 0 <= self.warmup_teacher_temp_epochs <= self.epochs:
             raise ValueError(f"warm-up epochs must lie between 0 and epochs ({self.epochs})")
-        if self.batchnorm not in BATCHNORM_POLICIES:
-            raise ValueError(f"unknown BatchNorm policy {self.batchnorm!r}; choose one of {BATCHNORM_POLICIES}")
 
 
 class DINOModel(nn.Module):
@@ -142,81 +127,76 @@ def _parameter_groups(model: nn.Module) -> list[dict]:
     return [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
 
 
-def train_one_epoch(
-    student: nn.Module,
-    teacher: DINOModel,
-    loss_fn: DINOLoss,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    schedules: dict[str, np.ndarray],
-    epoch: int,
-    first_step: int,
-    precision: MixedPrecision,
-    config: DINOConfig,
-    context: DistributedContext,
-    budget: Budget,
-    log: RunLog,
-    progress: tqdm,
-) -> int:
-    """One pass over the loader (from ``first_step``); returns the global step reached."""
-    student_module = student.module if hasattr(student, "module") else student
-    step = first_step
+@dataclass
+class DINOTraining:
+    """Everything one DINO run holds while it trains (built by :func:`train_dino`)."""
+
+    config: DINOConfig
+    context: DistributedContext
+    student: nn.Module  # DistributedDataParallel under torchrun
+    teacher: DINOModel
+    loss_fn: DINOLoss
+    optimizer: torch.optim.Optimizer
+    precision: MixedPrecision
+    schedules: dict[str, np.ndarray]
+    budget: Budget
+    log: RunLog
+
+    def checkpoint(self, epoch: int, step: int, steps_per_epoch: int) -> dict:
+        position = {"epoch": epoch, "step": step, "step_in_epoch": step - epoch * steps_per_epoch}
+        modules = {"student": unwrap(self.student), "teacher": self.teacher, "loss": self.loss_fn}
+        return training_checkpoint(
+            self.config, "dino", self.teacher.backbone, modules, self.optimizer, self.precision.scaler, position
+        )
+
+
+def train_one_epoch(run: DINOTraining, loader: DataLoader, epoch: int, step: int, bar: tqdm) -> int:
+    """One pass over the loader, starting at global ``step``; returns the step reached."""
+    config, schedules, optimizer = run.config, run.schedules, run.optimizer
+    student = unwrap(run.student)
     for crops in loader:
         for index, group in enumerate(optimizer.param_groups):
             group["lr"] = float(schedules["lr"][step])
             if index == 0:
                 group["weight_decay"] = float(schedules["weight_decay"][step])
-        crops = [crop.to(context.device, non_blocking=True) for crop in crops]
-        with precision.autocast():
+        crops = [crop.to(run.context.device, non_blocking=True) for crop in crops]
+        with run.precision.autocast():
             with torch.no_grad():
-                teacher_output = teacher(crops[:2])
-            loss = loss_fn(student(crops), teacher_output, epoch)
+                teacher_output = run.teacher(crops[:2])
+            loss = run.loss_fn(run.student(crops), teacher_output, epoch)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"DINO loss is {loss.item()} at step {step}: stopping")
-        norm = precision.step(
+        norm = run.precision.step(
             loss,
             optimizer,
-            student.parameters(),
+            run.student.parameters(),
             config.clip_grad,
-            before_step=lambda: cancel_last_layer_gradients(student_module, epoch, config.freeze_last_layer_epochs),
+            before_step=lambda: cancel_last_layer_gradients(student, epoch, config.freeze_last_layer_epochs),
         )
         with torch.no_grad():  # teacher = m * teacher + (1 - m) * student
             momentum = float(schedules["momentum"][step])
-            for teacher_parameter, student_parameter in zip(teacher.parameters(), student_module.parameters()):
+            for teacher_parameter, student_parameter in zip(run.teacher.parameters(), student.parameters()):
                 teacher_parameter.mul_(momentum).add_(student_parameter.detach(), alpha=1.0 - momentum)
         mean_loss = all_reduce_mean(loss.detach().clone()).item()
-        log.log(
+        run.log.log(
             step,
             {
                 "epoch": epoch,
                 "loss": mean_loss,
-                "lr": schedules["lr"][step],
-                "weight_decay": schedules["weight_decay"][step],
+                "lr": float(schedules["lr"][step]),
+                "weight_decay": float(schedules["weight_decay"][step]),
                 "teacher_momentum": momentum,
-                "teacher_temp": loss_fn.teacher_temp(epoch),
+                "teacher_temp": run.loss_fn.teacher_temp(epoch),
                 "grad_norm": norm,
             },
         )
-        progress.set_postfix(epoch=epoch, loss=f"{mean_loss:.4f}")
-        progress.update(1)
+        bar.set_postfix(epoch=epoch, loss=f"{mean_loss:.4f}")
+        bar.update(1)
         step += 1
-        budget.steps_taken += 1
-        if budget.exhausted():
+        run.budget.steps_taken += 1
+        if run.budget.exhausted():
             break
     return step
-
-
-def _checkpoint(config: DINOConfig, student: nn.Module, teacher: DINOModel, loss_fn: DINOLoss, optimizer, precision, epoch: int, step: int, steps_per_epoch: int) -> dict:
-    student_module = student.module if hasattr(student, "module") else student
-    return {
-        "config": {**config_to_dict(config), "method": "dino", "arch": teacher.backbone.info.arch},
-        "backbone": teacher.backbone.model.state_dict(),
-        "backbone_info": teacher.backbone.info.to_dict(),
-        "modules": {"student": student_module.state_dict(), "teacher": teacher.state_dict(), "loss": loss_fn.state_dict()},
-        "optimizer": optimizer.state_dict(),
-        "scaler": precision.scaler.state_dict(),
-        "progress": {"epoch": epoch, "step": step, "step_in_epoch": step - epoch * steps_per_epoch},
-    }
 
 
 def train_dino(config: DINOConfig) -> Path:
@@ -225,7 +205,9 @@ def train_dino(config: DINOConfig) -> Path:
     torch.manual_seed(config.seed)
     out = Path(config.out)
     paths = find_unlabelled_images([Path(folder) for folder in config.data], config.data_split)
-    crops = MultiCropConfig(global_size=config.global_size, local_size=config.local_size, local_crops=config.local_crops)
+    crops = MultiCropConfig(
+        global_size=config.global_size, local_size=config.local_size, local_crops=config.local_crops
+    )
     dataset = AugmentedCells(paths, MultiCropAugmentation(crops), seed=config.seed)
     sampler = GlobalBatchSampler(len(dataset), config.batch_size, config.seed, context.rank, context.world_size)
     loader = DataLoader(
@@ -234,7 +216,6 @@ def train_dino(config: DINOConfig) -> Path:
         num_workers=config.workers,
         collate_fn=collate_multicrop,
         pin_memory=context.device.type == "cuda",
-        persistent_workers=False,
     )
     steps_per_epoch = sampler.steps_per_epoch()
 
@@ -242,17 +223,15 @@ def train_dino(config: DINOConfig) -> Path:
     student = DINOModel(backbone, DINOHead(backbone.info.embedding_dim, config.out_dim)).to(context.device)
     teacher = copy.deepcopy(student).eval()
     teacher.requires_grad_(False)
-    loss_fn = DINOLoss(
-        config.out_dim,
-        teacher_temperature_schedule(
-            config.warmup_teacher_temp, config.teacher_temp, config.warmup_teacher_temp_epochs, config.epochs
-        ),
-        config.student_temp,
-    ).to(context.device)
+    temperatures = teacher_temperature_schedule(
+        config.warmup_teacher_temp, config.teacher_temp, config.warmup_teacher_temp_epochs, config.epochs
+    )
+    loss_fn = DINOLoss(config.out_dim, temperatures, config.student_temp).to(context.device)
     optimizer = torch.optim.AdamW(_parameter_groups(student))
     precision = MixedPrecision(context.device, config.amp)
+    peak_lr = config.lr * config.batch_size / 256.0
     schedules = {
-        "lr": cosine_schedule(config.lr * config.batch_size / 256.0, config.min_lr, config.epochs, steps_per_epoch, config.warmup_epochs),
+        "lr": cosine_schedule(peak_lr, config.min_lr, config.epochs, steps_per_epoch, config.warmup_epochs),
         "weight_decay": cosine_schedule(config.weight_decay, config.weight_decay_end, config.epochs, steps_per_epoch),
         "momentum": cosine_schedule(config.momentum_teacher, 1.0, config.epochs, steps_per_epoch),
     }
@@ -269,23 +248,18 @@ def train_dino(config: DINOConfig) -> Path:
         if step - epoch * steps_per_epoch >= steps_per_epoch:
             epoch += 1
     student = set_train_mode(wrap_distributed(student, context, config.batchnorm), config.batchnorm)
-
     budget = Budget(config.max_steps, config.time_budget_minutes)
     log = RunLog(out, enabled=context.is_main, resume=step > 0)
+    run = DINOTraining(config, context, student, teacher, loss_fn, optimizer, precision, schedules, budget, log)
+
     total = config.epochs * steps_per_epoch
-    with tqdm(total=total, initial=step, unit="step", desc="DINO", disable=None if context.is_main else True) as progress:
+    with tqdm(total=total, initial=step, unit="step", desc="DINO", disable=context.hide_progress) as bar:
         while epoch < config.epochs and not budget.exhausted():
             sampler.set_epoch(epoch, start_step=step - epoch * steps_per_epoch)
-            step = train_one_epoch(
-                student, teacher, loss_fn, loader, optimizer, schedules, epoch, step, precision, config, context, budget, log, progress
-            )
-            finished_epoch = step == (epoch + 1) * steps_per_epoch
+            step = train_one_epoch(run, loader, epoch, step, bar)
             if context.is_main:
-                save_training_checkpoint(
-                    out / CHECKPOINT,
-                    _checkpoint(config, student, teacher, loss_fn, optimizer, precision, epoch, step, steps_per_epoch),
-                )
-            if finished_epoch:
+                save_training_checkpoint(out / CHECKPOINT, run.checkpoint(epoch, step, steps_per_epoch))
+            if step == (epoch + 1) * steps_per_epoch:
                 epoch += 1
     log.close()
     shutdown_distributed()

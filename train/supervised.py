@@ -17,16 +17,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hema.train.backbones import create_backbone
-from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint
+from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint, training_checkpoint
 from hema.train.classifier_training import LinearClassifier, cycle_batches, inverse_frequency_weights, move
-from hema.train.config_files import config_to_dict
 from hema.train.data import find_labelled_images
 from hema.train.datasets import AugmentedCells
 from hema.train.distributed import all_reduce_mean, init_distributed, shutdown_distributed
 from hema.train.evaluation import classification_metrics
-from hema.train.loop import Budget, MixedPrecision, set_train_mode, wrap_distributed
+from hema.train.loop import Budget, MixedPrecision, set_train_mode, unwrap, wrap_distributed
 from hema.train.multicrop import CellAugmentation
 from hema.train.run_log import RunLog
+from hema.train.run_settings import RunSettings
 from hema.train.sampling import GlobalBatchSampler
 from hema.train.schedules import cosine_schedule
 from hema.train.torch_features import run_on_images
@@ -37,9 +37,11 @@ SCHEDULES = ("onecycle", "cosine")
 BALANCING = ("loss", "sampler", "none")
 
 
-@dataclass(frozen=True)
-class SupervisedConfig:
+@dataclass(frozen=True, kw_only=True)
+class SupervisedConfig(RunSettings):
     """A supervised fine-tuning run.
+
+    Besides the fields below, every :class:`~hema.train.run_settings.RunSettings` field applies.
 
     Attributes:
         data: Labelled cells, ``DATA/<class>/**/<image>``.
@@ -58,14 +60,6 @@ class SupervisedConfig:
         balance: ``loss`` (class-weighted cross-entropy), ``sampler`` (class-balanced sampling) or ``none``.
         label_smoothing: Cross-entropy label smoothing.
         patience: Epochs without a better validation macro-F1 before stopping.
-        batchnorm: ``frozen``, ``train`` or ``sync``.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        amp: Mixed precision on CUDA.
-        workers: Data-loading processes per training process.
-        seed: Seed.
-        max_steps: Stop after this many steps in this invocation.
-        time_budget_minutes: Stop after this much wall time in this invocation.
-        resume: Continue from ``out/checkpoint.pt``.
     """
 
     data: str
@@ -84,16 +78,9 @@ class SupervisedConfig:
     balance: str = "loss"
     label_smoothing: float = 0.1
     patience: int = 4
-    batchnorm: str = "frozen"
-    device: str = "auto"
-    amp: bool = True
-    workers: int = 4
-    seed: int = 0
-    max_steps: int | None = None
-    time_budget_minutes: float | None = None
-    resume: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
         if self.balance not in BALANCING:
@@ -118,19 +105,6 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         validation.extend(members[:held])
         train.extend(members[held:])
     return np.sort(train), np.sort(validation)
-
-
-def _checkpoint(config, model, optimizer, precision, progress) -> dict:
-    module = model.module if hasattr(model, "module") else model
-    return {
-        "config": {**config_to_dict(config), "method": "supervised", "arch": module.backbone.info.arch},
-        "backbone": module.backbone.model.state_dict(),
-        "backbone_info": module.backbone.info.to_dict(),
-        "modules": {"model": module.state_dict()},
-        "optimizer": optimizer.state_dict(),
-        "scaler": precision.scaler.state_dict(),
-        "progress": progress,
-    }
 
 
 def train_supervised(config: SupervisedConfig) -> Path:
@@ -180,14 +154,22 @@ def train_supervised(config: SupervisedConfig) -> Path:
         precision.scaler.load_state_dict(saved["scaler"])
         progress = saved["progress"]
     model = set_train_mode(wrap_distributed(model, context, config.batchnorm), config.batchnorm)
-    module = model.module if hasattr(model, "module") else model
+    module = unwrap(model)
+
+    def save(name: str) -> None:
+        save_training_checkpoint(
+            out / name,
+            training_checkpoint(
+                config, "supervised", module.backbone, {"model": module}, optimizer, precision.scaler, progress
+            ),
+        )
 
     budget = Budget(config.max_steps, config.time_budget_minutes)
     log = RunLog(out, enabled=context.is_main, resume=progress["step"] > 0)
     batches = cycle_batches(loader, sampler, progress["step"])
     validation = ([cells.paths[i] for i in val_index], cells.labels[val_index])
     total = config.epochs * steps_per_epoch
-    bar = tqdm(total=total, initial=progress["step"], unit="step", desc="fine-tuning", disable=_quiet(context))
+    bar = tqdm(total=total, initial=progress["step"], unit="step", desc="fine-tuning", disable=context.hide_progress)
     while progress["step"] < total and not budget.exhausted():
         images, labels = move(next(batches), context.device)
         step = progress["step"]
@@ -207,20 +189,15 @@ def train_supervised(config: SupervisedConfig) -> Path:
             stop = _end_of_epoch(config, module, validation, classes, progress, epoch, step, context, log)
             set_train_mode(model, config.batchnorm)
             if context.is_main and progress["best_epoch"] == epoch:
-                save_training_checkpoint(out / "best.pt", _checkpoint(config, model, optimizer, precision, progress))
+                save("best.pt")
             if stop:
                 break
         if context.is_main and (step % steps_per_epoch == 0 or budget.exhausted()):
-            save_training_checkpoint(out / "checkpoint.pt", _checkpoint(config, model, optimizer, precision, progress))
+            save("checkpoint.pt")
     bar.close()
     log.close()
     shutdown_distributed()
     return out / "best.pt"
-
-
-def _quiet(context) -> bool | None:
-    """Progress bars on the main process only (and only on a terminal)."""
-    return None if context.is_main else True
 
 
 def _end_of_epoch(config, module, validation, classes, progress, epoch, step, context, log) -> bool:

@@ -72,4 +72,3 @@ def test_fewshot_with_the_default_onnx_backbone_does_not_import_torch(small_pbc_
     assert report["exit code"] in (0, None)
     assert (out / "metrics.json").is_file() and (out / "head.json").is_file()
     assert report["modules"] == [], f"hema-train fewshot --backbone default imported {report['modules']}"
-

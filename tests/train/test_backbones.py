@@ -59,9 +59,7 @@ def test_normalisation_equals_torchvision_normalize_on_scaled_floats(lite0: Cell
     images = torch.randint(0, 256, (3, 17, 23, 3), dtype=torch.uint8, generator=generator)
     images[0, 0, 0] = torch.tensor([0, 0, 0], dtype=torch.uint8)
     images[0, 0, 1] = torch.tensor([255, 255, 255], dtype=torch.uint8)
-    expected = T.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))(
-        images.permute(0, 3, 1, 2).float() / 255.0
-    )
+    expected = T.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))(images.permute(0, 3, 1, 2).float() / 255.0)
     got = lite0.normalise(images)
     assert got.shape == (3, 3, 17, 23) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

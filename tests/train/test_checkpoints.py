@@ -96,8 +96,6 @@ def test_plain_state_dict_without_arch_is_refused(cnn, tmp_path: Path) -> None:
         create_backbone(str(tmp_path / "weights.pth"))
 
 
-
-
 def _dino_checkpoint(cnn: torch.nn.Module, with_head: bool) -> dict:
     student = _randomised(timm.create_model(CNN, pretrained=False, num_classes=0), seed=7)
     teacher = {f"backbone.{key}": value for key, value in cnn.state_dict().items()}

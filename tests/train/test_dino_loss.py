@@ -154,7 +154,7 @@ def test_student_matching_teacher_beats_random_students():
 
 
 def test_confident_agreement_gives_near_zero_loss():
-    batch, out_dim = 3, 7
+    out_dim = 7
     classes = torch.tensor([0, 4, 6])
     one_hot = torch.nn.functional.one_hot(classes, out_dim).float()
     teacher, student = (one_hot * 10).repeat(2, 1), (one_hot * 10).repeat(4, 1)
@@ -181,9 +181,7 @@ def test_epoch_outside_schedule_is_refused():
         loss_fn(torch.randn(4, 5), torch.randn(4, 5), epoch=2)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"teacher_temp_schedule": []}, {"student_temp": 0.0}, {"center_momentum": 1.5}]
-)
+@pytest.mark.parametrize("kwargs", [{"teacher_temp_schedule": []}, {"student_temp": 0.0}, {"center_momentum": 1.5}])
 def test_invalid_parameters_are_refused(kwargs):
     arguments = {"out_dim": 5, "teacher_temp_schedule": [0.04], **kwargs}
     with pytest.raises(ValueError):

@@ -18,9 +18,7 @@ def _backbone() -> nn.Module:
 
 def _model(**kwargs) -> MDDClassifier:
     torch.manual_seed(0)
-    return MDDClassifier(
-        _backbone(), CLASSES, feature_dim=FEATURES, bottleneck_dim=BOTTLENECK, width=WIDTH, **kwargs
-    )
+    return MDDClassifier(_backbone(), CLASSES, feature_dim=FEATURES, bottleneck_dim=BOTTLENECK, width=WIDTH, **kwargs)
 
 
 def _images(batch: int = 4) -> torch.Tensor:

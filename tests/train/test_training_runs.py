@@ -21,6 +21,8 @@ from hema.train.data import find_labelled_images
 from hema.train.ssl import DINOConfig, train_dino
 from hema.train.supervised import SupervisedConfig, train_supervised
 
+pytestmark = pytest.mark.slow
+
 TINY_DINO = dict(global_size=64, local_size=32, local_crops=2, out_dim=64, batch_size=4, workers=0, epochs=2)
 
 
