@@ -17,7 +17,7 @@ from hema.export.backbone_onnx import backbone_to_onnx
 from hema.export.fuse import attach_card, fuse_backbone_and_head
 from hema.export.head_graph import head_engines, head_to_onnx
 from hema.export.parity import ParityReport, check_parity, parity_images
-from hema.runtime.card import InputSpec, ModelCard
+from hema.runtime.card import InputSpec, ModelCard, command_line
 from hema.runtime.engine import EMBEDDING_OUTPUT, IMAGE_INPUT
 from hema.train.features import FeatureExtractor, open_feature_extractor
 from hema.train.heads import FittedHead
@@ -116,6 +116,7 @@ def export_classifier(
         hema_version=hema.__version__,
         created=_created(),
         engines=head_engines(head),
+        provenance={"head": head.metadata.get("command"), "export": command_line()},
     )
     model = attach_card(fuse_backbone_and_head(graph, head_to_onnx(head)), card)
     folder = parity_data or Path(head.metadata.get("training_data", {}).get("folder", ""))
@@ -138,6 +139,7 @@ def export_backbone(
         hema_version=hema.__version__,
         created=_created(),
         engines=("onnxruntime", "openvino", "tensorrt"),
+        provenance={"export": command_line()},
     )
     model = attach_card(graph, card)
     report = check_parity(model.SerializeToString(), parity_images(parity_data), extractor, None)

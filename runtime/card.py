@@ -8,13 +8,21 @@ it did, so that a lab can see what it is running with ``hema-infer info``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CARD_METADATA_KEY", "CARD_SCHEMA_VERSION", "InputSpec", "ModelCard"]
+__all__ = ["CARD_METADATA_KEY", "CARD_SCHEMA_VERSION", "InputSpec", "ModelCard", "command_line"]
 
 CARD_METADATA_KEY = "hema.model_card"
 CARD_SCHEMA_VERSION = 1
+
+
+def command_line() -> str:
+    """This process's command line, program name without its folder, for a card's provenance."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class ModelCard:
         hema_version: Version of hema that exported the model.
         created: ISO-8601 UTC timestamp of the export.
         engines: Engines the graph runs on (``onnxruntime`` always; others only for plain-op heads).
+        provenance: The commands that made the model (head fitting, export), to rebuild it.
         schema_version: Card format version.
     """
 
@@ -70,6 +79,7 @@ class ModelCard:
     hema_version: str = ""
     created: str = ""
     engines: tuple[str, ...] = ("onnxruntime",)
+    provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -96,9 +106,10 @@ class ModelCard:
                 )
             spec = raw.pop("input")
             spec = InputSpec(**{**spec, "mean": tuple(spec["mean"]), "std": tuple(spec["std"])})
+            known = {field.name for field in fields(cls)}  # fields added by later versions of the same schema
             return cls(
                 **{
-                    **raw,
+                    **{key: value for key, value in raw.items() if key in known},
                     "input": spec,
                     "class_names": tuple(raw["class_names"]),
                     "engines": tuple(raw.get("engines", ("onnxruntime",))),

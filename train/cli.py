@@ -9,6 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from hema.runtime.card import command_line
 from hema.train.adapt_command import adapt
 from hema.train.data import SPLITS, find_labelled_images
 from hema.train.evaluation import plot_confusion_matrix
@@ -106,7 +107,10 @@ def fewshot(
         "eval_data": {"folder": str(eval_dir), "split": eval_split, "cells": evaluation.counts()},
     }
     result.head.metadata.update(
-        backbone=extractor.description, training_data=metrics["training_data"], labels_per_class=labels_per_class
+        backbone=extractor.description,
+        training_data=metrics["training_data"],
+        labels_per_class=labels_per_class,
+        command=command_line(),
     )
     result.head.save(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
