@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 
 from hema.export.classifier import ExportResult, export_backbone, export_classifier
 from hema.export.parity import ParityError
-from hema.train.checkpoints import CheckpointMismatchError
+from hema.train.command_errors import user_errors_exit_2
 
 __all__ = ["app"]
 
@@ -42,15 +43,15 @@ def _report(result: ExportResult) -> None:
     typer.echo(f"runs on: {', '.join(result.card.engines)}")
 
 
-def _run(export: callable) -> None:
-    try:
-        _report(export())
-    except ParityError as error:
-        typer.echo(f"error: {error}; nothing was written", err=True)
-        raise typer.Exit(1) from error
-    except (ValueError, FileNotFoundError, CheckpointMismatchError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+def _run(export: Callable[[], ExportResult]) -> None:
+    def checked() -> ExportResult:
+        try:
+            return export()
+        except ParityError as error:  # the model was built but is wrong: nothing is written
+            typer.echo(f"error: {error}; nothing was written", err=True)
+            raise typer.Exit(1) from error
+
+    _report(user_errors_exit_2(checked))
 
 
 @app.command()

@@ -3,8 +3,10 @@
 Zhang et al. 2019, after thuml's Transfer-Learning-Library: backbone -> bottleneck -> main head, and an
 adversarial head behind a warm-started gradient reversal. Each step minimises
 ``CE(source) - trade_off * MDD(source, target)``. The target's labels are never used for training: each epoch
-the model is scored on the target without labels (prediction entropy and soft neighbourhood density, SND) and
-the epoch with the best SND is kept as ``best.pt``. If the target folder happens to be labelled, its balanced
+the model is scored on the target without labels, by prediction entropy (lower is better) and soft neighbourhood
+density (SND, higher is better), and the best epoch by ``--selection`` (default: entropy) is kept as ``best.pt``.
+SND also rates near-uniform predictions highly, so early, barely trained epochs can win on SND alone: both
+scores are logged for every epoch in ``target.csv``. If the target folder happens to be labelled, its balanced
 accuracy is logged beside them, for reporting only. ``--trade-off 0`` trains the same network source-only.
 """
 
@@ -34,7 +36,10 @@ from hema.train.run_log import RunLog
 from hema.train.run_settings import RunSettings
 from hema.train.sampling import GlobalBatchSampler
 
-__all__ = ["AdaptConfig", "adapt_mdd"]
+__all__ = ["SELECTION_SCORES", "AdaptConfig", "adapt_mdd"]
+
+SELECTION_SCORES = {"entropy": -1.0, "snd": 1.0}
+"""Sign that makes each label-free score "higher is better"."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +51,8 @@ class AdaptConfig(RunSettings):
     Attributes:
         source: Labelled source cells, ``SOURCE/<class>/**/<image>``.
         target: Target cells; class folders, if present, are only used to report accuracy.
-        out: Run folder: ``checkpoint.pt`` (latest), ``best.pt`` (best target SND), ``metrics.csv``.
+        out: Run folder: ``checkpoint.pt`` (latest), ``best.pt`` (best target score), ``metrics.csv``,
+            ``target.csv``.
         source_split: Part of ``source`` to train on.
         target_split: Part of ``target`` to adapt to (and score).
         backbone: timm name (``efficientnet_lite0`` starts from ImageNet) or checkpoint file.
@@ -65,6 +71,7 @@ class AdaptConfig(RunSettings):
         width: Hidden width of both heads.
         class_weights: Weight source classes by inverse frequency in the classification and MDD losses.
         grl_max_iters: Steps for the gradient-reversal coefficient to warm up.
+        selection: Label-free score that picks ``best.pt``: ``entropy`` (lowest) or ``snd`` (highest).
         workers: Data-loading processes per training process and domain.
     """
 
@@ -89,6 +96,13 @@ class AdaptConfig(RunSettings):
     width: int = 1024
     class_weights: bool = True
     grl_max_iters: int = 1000
+    selection: str = "entropy"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.selection not in SELECTION_SCORES:
+            raise ValueError(f"unknown selection {self.selection!r}; choose one of {sorted(SELECTION_SCORES)}")
+
     workers: int = 2
 
 
@@ -105,7 +119,7 @@ def _loader(
 
 
 def adapt_mdd(config: AdaptConfig) -> Path:
-    """Run (or resume) MDD; returns the path of ``best.pt`` (the epoch with the best target SND)."""
+    """Run (or resume) MDD; returns the path of ``best.pt`` (the epoch with the best label-free target score)."""
     context = init_distributed(config.device)
     torch.manual_seed(config.seed)
     out = Path(config.out)
@@ -136,7 +150,7 @@ def adapt_mdd(config: AdaptConfig) -> Path:
     classification = nn.CrossEntropyLoss(weight=class_weight)
     mdd = MarginDisparityDiscrepancy(config.margin)
 
-    progress = {"step": 0, "best_snd": -float("inf"), "best_epoch": -1}
+    progress = {"step": 0, "best_score": -float("inf"), "best_epoch": -1}
     if config.resume and (out / "checkpoint.pt").is_file():
         saved = load_training_checkpoint(out / "checkpoint.pt")
         model.load_state_dict(saved["modules"]["model"])
@@ -198,8 +212,9 @@ def adapt_mdd(config: AdaptConfig) -> Path:
             scores = score_target(module, target, config.image_size, context.device, config.workers)
             log.log(step, {"epoch": epoch, **scores}, stream="target")
             set_train_mode(model, config.batchnorm, scope=module.backbone)
-            if scores["snd"] > progress["best_snd"]:
-                progress.update(best_snd=scores["snd"], best_epoch=epoch, best_scores=scores)
+            score = SELECTION_SCORES[config.selection] * scores[config.selection]
+            if score > progress["best_score"]:
+                progress.update(best_score=score, best_epoch=epoch, best_scores=scores)
                 if context.is_main:
                     save("best.pt")
         if context.is_main and (step % config.iters_per_epoch == 0 or budget.exhausted()):

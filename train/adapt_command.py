@@ -32,7 +32,7 @@ Opt = typer.Option
 def adapt(
     source: Annotated[Path, Opt(help="Labelled source lab: SOURCE/<class>/**/<image>.")],
     target: Annotated[Path, Opt(help="Target lab's cells (labels, if any, are used only for reporting).")],
-    out: Annotated[Path, Opt(help="Run folder: checkpoint.pt, best.pt (best target SND), metrics.csv, target.csv.")],
+    out: Annotated[Path, Opt(help="Run folder: checkpoint.pt, best.pt, metrics.csv, target.csv.")],
     config: ConfigFile = None,
     source_split: Annotated[str | None, Opt(help="all, train (default) or test part of SOURCE.")] = None,
     target_split: Annotated[str | None, Opt(help="all (default), train or test part of TARGET.")] = None,
@@ -45,6 +45,8 @@ def adapt(
     lr: Annotated[float | None, Opt(help="Learning rate of the new layers (backbone: x0.1).")] = None,
     margin: Annotated[float | None, Opt(help="MDD margin gamma.")] = None,
     trade_off: Annotated[float | None, Opt(help="Transfer-loss weight; 0 trains source-only.")] = None,
+    grl_max_iters: Annotated[int | None, Opt(help="Steps over which the gradient reversal warms up.")] = None,
+    selection: Annotated[str | None, Opt(help="Label-free score picking best.pt: entropy (default) or snd.")] = None,
     class_weights: Annotated[
         bool | None, Opt("--class-weights/--no-class-weights", help="Inverse-frequency source weights.")
     ] = None,
@@ -78,8 +80,10 @@ def adapt(
         "lr": lr,
         "margin": margin,
         "trade_off": trade_off,
+        "grl_max_iters": grl_max_iters,
+        "selection": selection,
         "class_weights": class_weights,
         **run_setting_overrides(batchnorm, device, amp, workers, seed, max_steps, time_budget, resume),
     }
     best = user_errors_exit_2(lambda: adapt_mdd(build_config(AdaptConfig, config, overrides)))
-    typer.echo(f"best checkpoint (target SND): {best}")
+    typer.echo(f"best checkpoint (label-free target score): {best}")

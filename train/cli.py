@@ -11,6 +11,7 @@ import typer
 
 from hema.runtime.card import command_line
 from hema.train.adapt_command import adapt
+from hema.train.command_errors import user_errors_exit_2
 from hema.train.data import SPLITS, find_labelled_images
 from hema.train.evaluation import plot_confusion_matrix
 from hema.train.features import DEFAULT_BACKBONE, open_feature_extractor
@@ -77,20 +78,27 @@ def fewshot(
 
     The head of the first draw is saved (as arrays or ONNX, never a pickle) for `hema-export onnx --head OUT`.
     """
-    try:
-        config = HeadConfig(kind=head, c=c, k=k, trees=trees, seed=seed)
-        if eval_dir is None:
-            pool, evaluation = find_labelled_images(data, "train"), find_labelled_images(data, "test")
-            data_split, eval_dir, eval_split = "train", data, "test"
-        else:
-            pool, evaluation = find_labelled_images(data, data_split), find_labelled_images(eval_dir, eval_split)
-        unknown = sorted(set(evaluation.class_names) - set(pool.class_names))
-        if unknown:
-            raise ValueError(f"evaluation classes {unknown} are not among the training classes {pool.class_names}")
-        extractor = open_feature_extractor(backbone, arch, image_size, batch_size, device)
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+
+    def prepare() -> tuple:
+        if eval_dir is None:  # draw from DATA's train split, score on its test split
+            return find_labelled_images(data, "train"), find_labelled_images(data, "test"), "train", data, "test"
+        return (
+            find_labelled_images(data, data_split),
+            find_labelled_images(eval_dir, eval_split),
+            data_split,
+            eval_dir,
+            eval_split,
+        )
+
+    config = user_errors_exit_2(lambda: HeadConfig(kind=head, c=c, k=k, trees=trees, seed=seed))
+    pool, evaluation, data_split, eval_dir, eval_split = user_errors_exit_2(prepare)
+    unknown = sorted(set(evaluation.class_names) - set(pool.class_names))
+    if unknown:
+        typer.echo(
+            f"error: evaluation classes {unknown} are not among the training classes {pool.class_names}", err=True
+        )
+        raise typer.Exit(2)
+    extractor = user_errors_exit_2(lambda: open_feature_extractor(backbone, arch, image_size, batch_size, device))
 
     typer.echo(f"pool: {len(pool)} cells in {len(pool.class_names)} classes; evaluation: {len(evaluation)} cells")
     pool_features = extractor(pool.paths, desc="pool features")

@@ -7,17 +7,20 @@ from typing import TypeVar
 
 import typer
 
+from hema.runtime.engine import ModelError
+
 __all__ = ["user_errors_exit_2"]
 
 Result = TypeVar("Result")
 
 
 def user_errors_exit_2(run: Callable[[], Result]) -> Result:
-    """Call ``run``; bad settings, missing files and checkpoints that do not fit end the command with code 2."""
-    from hema.train.checkpoints import CheckpointMismatchError
+    """Call ``run``; bad settings, missing files, unusable models and checkpoints end the command with code 2.
 
+    (:class:`~hema.train.checkpoints.CheckpointMismatchError` is a ``ValueError``.)
+    """
     try:
         return run()
-    except (ValueError, FileNotFoundError, CheckpointMismatchError) as error:
+    except (ValueError, FileNotFoundError, ModelError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
