@@ -101,8 +101,8 @@ def fewshot(
     extractor = user_errors_exit_2(lambda: open_feature_extractor(backbone, arch, image_size, batch_size, device))
 
     typer.echo(f"pool: {len(pool)} cells in {len(pool.class_names)} classes; evaluation: {len(evaluation)} cells")
-    pool_features = extractor(pool.paths, desc="pool features")
-    eval_features = extractor(evaluation.paths, desc="eval features")
+    pool_features = user_errors_exit_2(lambda: extractor(pool.paths, desc="pool features"))
+    eval_features = user_errors_exit_2(lambda: extractor(evaluation.paths, desc="eval features"))
     eval_labels = np.array([pool.class_names.index(evaluation.class_names[label]) for label in evaluation.labels])
     result = run_fewshot(
         pool_features, pool.labels, pool.class_names, eval_features, eval_labels, config, labels_per_class, repeats

@@ -15,12 +15,12 @@ Result = TypeVar("Result")
 
 
 def user_errors_exit_2(run: Callable[[], Result]) -> Result:
-    """Call ``run``; bad settings, missing files, unusable models and checkpoints end the command with code 2.
+    """Call ``run``; bad settings, unreadable files, unusable models and checkpoints end the command with code 2.
 
     (:class:`~hema.train.checkpoints.CheckpointMismatchError` is a ``ValueError``.)
     """
     try:
         return run()
-    except (ValueError, FileNotFoundError, ModelError) as error:
+    except (ValueError, OSError, ModelError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
