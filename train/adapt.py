@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from hema.train.adaptation_eval import TargetCells, score_target
 from hema.train.backbones import create_backbone
-from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint, training_checkpoint
+from hema.train.checkpointing import restore_training_state, save_training_checkpoint, training_checkpoint
 from hema.train.classifier_training import cycle_batches, inverse_frequency_weights, move
 from hema.train.data import find_labelled_images
 from hema.train.datasets import AugmentedCells
@@ -152,11 +152,7 @@ def adapt_mdd(config: AdaptConfig) -> Path:
 
     progress = {"step": 0, "best_score": -float("inf"), "best_epoch": -1}
     if config.resume and (out / "checkpoint.pt").is_file():
-        saved = load_training_checkpoint(out / "checkpoint.pt")
-        model.load_state_dict(saved["modules"]["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        precision.scaler.load_state_dict(saved["scaler"])
-        progress = saved["progress"]
+        progress = restore_training_state(out / "checkpoint.pt", {"model": model}, optimizer, precision.scaler)
     module = model
     model = wrap_distributed(model, context, config.batchnorm)
     set_train_mode(model, config.batchnorm, scope=module.backbone)

@@ -23,7 +23,7 @@ import torch
 from hema.train.backbones import CellBackbone
 from hema.train.config_files import config_to_dict
 
-__all__ = ["load_training_checkpoint", "save_training_checkpoint", "training_checkpoint"]
+__all__ = ["load_training_checkpoint", "restore_training_state", "save_training_checkpoint", "training_checkpoint"]
 
 
 def training_checkpoint(
@@ -77,3 +77,18 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} is not a hema training checkpoint (missing {sorted(missing)})")
     return checkpoint
+
+
+def restore_training_state(
+    path: str | Path,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> dict[str, Any]:
+    """Load what :func:`training_checkpoint` saved back into the live objects; returns the saved progress."""
+    checkpoint = load_training_checkpoint(path)
+    for name, module in modules.items():
+        module.load_state_dict(checkpoint["modules"][name])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    return checkpoint["progress"]

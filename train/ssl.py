@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hema.train.backbones import CellBackbone, create_backbone
-from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint, training_checkpoint
+from hema.train.checkpointing import restore_training_state, save_training_checkpoint, training_checkpoint
 from hema.train.data import find_unlabelled_images
 from hema.train.datasets import AugmentedCells
 from hema.train.dino_head import DINOHead, cancel_last_layer_gradients
@@ -238,13 +238,9 @@ def train_dino(config: DINOConfig) -> Path:
 
     epoch, step = 0, 0
     if config.resume and (out / CHECKPOINT).is_file():
-        saved = load_training_checkpoint(out / CHECKPOINT)
-        student.load_state_dict(saved["modules"]["student"])
-        teacher.load_state_dict(saved["modules"]["teacher"])
-        loss_fn.load_state_dict(saved["modules"]["loss"])
-        optimizer.load_state_dict(saved["optimizer"])
-        precision.scaler.load_state_dict(saved["scaler"])
-        epoch, step = saved["progress"]["epoch"], saved["progress"]["step"]
+        modules = {"student": student, "teacher": teacher, "loss": loss_fn}
+        position = restore_training_state(out / CHECKPOINT, modules, optimizer, precision.scaler)
+        epoch, step = position["epoch"], position["step"]
         if step - epoch * steps_per_epoch >= steps_per_epoch:
             epoch += 1
     student = set_train_mode(wrap_distributed(student, context, config.batchnorm), config.batchnorm)

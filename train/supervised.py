@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hema.train.backbones import create_backbone
-from hema.train.checkpointing import load_training_checkpoint, save_training_checkpoint, training_checkpoint
+from hema.train.checkpointing import restore_training_state, save_training_checkpoint, training_checkpoint
 from hema.train.classifier_training import LinearClassifier, cycle_batches, inverse_frequency_weights, move
 from hema.train.data import find_labelled_images
 from hema.train.datasets import AugmentedCells
@@ -148,11 +148,7 @@ def train_supervised(config: SupervisedConfig) -> Path:
 
     progress = {"step": 0, "best_macro_f1": -1.0, "best_epoch": -1, "epochs_without_improvement": 0}
     if config.resume and (out / "checkpoint.pt").is_file():
-        saved = load_training_checkpoint(out / "checkpoint.pt")
-        model.load_state_dict(saved["modules"]["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        precision.scaler.load_state_dict(saved["scaler"])
-        progress = saved["progress"]
+        progress = restore_training_state(out / "checkpoint.pt", {"model": model}, optimizer, precision.scaler)
     model = set_train_mode(wrap_distributed(model, context, config.batchnorm), config.batchnorm)
     module = unwrap(model)
 
