@@ -46,6 +46,8 @@ def ssl(
     lr: Annotated[float | None, Opt(help="Peak learning rate per 256 images.")] = None,
     warmup_epochs: Annotated[int | None, Opt(help="Learning-rate warm-up epochs.")] = None,
     teacher_temp: Annotated[float | None, Opt(help="Teacher temperature after warm-up.")] = None,
+    warmup_teacher_temp: Annotated[float | None, Opt(help="Teacher temperature of the first epoch.")] = None,
+    warmup_teacher_temp_epochs: Annotated[int | None, Opt(help="Epochs of teacher-temperature warm-up.")] = None,
     batchnorm: BatchNorm = None,
     device: Device = None,
     amp: Amp = None,
@@ -78,6 +80,8 @@ def ssl(
         "lr": lr,
         "warmup_epochs": warmup_epochs,
         "teacher_temp": teacher_temp,
+        "warmup_teacher_temp": warmup_teacher_temp,
+        "warmup_teacher_temp_epochs": warmup_teacher_temp_epochs,
         **run_setting_overrides(batchnorm, device, amp, workers, seed, max_steps, time_budget, resume),
     }
     checkpoint = user_errors_exit_2(lambda: train_dino(build_config(DINOConfig, config, overrides)))
