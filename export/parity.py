@@ -7,6 +7,7 @@ source ONNX backbone, for heads refitted on exported features) followed by the h
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,8 +76,6 @@ def check_parity(
     Raises:
         ParityError: If embeddings or probabilities differ beyond tolerance or any predicted class differs.
     """
-    import tempfile
-
     if not images:
         raise ParityError("no images to check parity on")
     with tempfile.TemporaryDirectory() as folder:

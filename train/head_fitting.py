@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from hema.train.heads import HeadConfig, _l2_normalise, softmax
+from hema.train.heads import HeadConfig, l2_normalise, softmax
 
 __all__ = ["fit_stored_head"]
 
@@ -51,7 +51,7 @@ def _knn(features: np.ndarray, labels: np.ndarray, counts: np.ndarray, config: H
     from sklearn.neighbors import KNeighborsClassifier
 
     k = int(min(config.k, counts.min()))
-    memory = _l2_normalise(features).astype(np.float32)
+    memory = l2_normalise(features).astype(np.float32)
     model = KNeighborsClassifier(n_neighbors=k, metric="euclidean").fit(memory, labels)
     votes = np.eye(len(counts), dtype=np.float32)[labels]
     return {"memory": memory, "votes": votes}, None, {"k": k}, model.predict_proba(memory)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HEAD_KINDS", "PLAIN_HEADS", "FittedHead", "HeadConfig", "fit_head", "softmax"]
+__all__ = ["HEAD_KINDS", "PLAIN_HEADS", "FittedHead", "HeadConfig", "fit_head", "l2_normalise", "softmax"]
 
 HEAD_KINDS = ("lr", "linear-svm", "svm", "knn", "rf")
 PLAIN_HEADS = ("lr", "linear-svm", "knn")
@@ -62,7 +62,8 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _l2_normalise(features: np.ndarray) -> np.ndarray:
+def l2_normalise(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean length (zero rows stay zero)."""
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
@@ -101,7 +102,7 @@ class FittedHead:
             session = ort.InferenceSession(self.onnx, providers=["CPUExecutionProvider"])
             return session.run(["probabilities"], {"embedding": features})[0]
         if self.kind == "knn":
-            similarity = _l2_normalise(features) @ self.arrays["memory"].T
+            similarity = l2_normalise(features) @ self.arrays["memory"].T
             k = int(self.params["k"])
             nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
             return self.arrays["votes"][nearest].mean(axis=1)

@@ -180,16 +180,17 @@ def train_supervised(config: SupervisedConfig) -> Path:
         log.log(step, {"epoch": (step - 1) // steps_per_epoch, "loss": mean_loss, "lr": schedule[step - 1]})
         bar.set_postfix(loss=f"{mean_loss:.4f}")
         bar.update(1)
-        if step % steps_per_epoch == 0:
+        end_of_epoch, patience_ran_out = step % steps_per_epoch == 0, False
+        if end_of_epoch:
             epoch = step // steps_per_epoch - 1
-            stop = _end_of_epoch(config, module, validation, classes, progress, epoch, step, context, log)
+            patience_ran_out = _end_of_epoch(config, module, validation, classes, progress, epoch, step, context, log)
             set_train_mode(model, config.batchnorm)
             if context.is_main and progress["best_epoch"] == epoch:
                 save("best.pt")
-            if stop:
-                break
-        if context.is_main and (step % steps_per_epoch == 0 or budget.exhausted()):
+        if context.is_main and (end_of_epoch or budget.exhausted()):
             save("checkpoint.pt")
+        if patience_ran_out:
+            break
     bar.close()
     log.close()
     shutdown_distributed()
