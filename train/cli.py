@@ -1,4 +1,4 @@
-"""``hema-train``: fit few-shot heads on frozen features (and, in later commands, train backbones)."""
+"""``hema-train``: few-shot heads on frozen features, and backbone training (DINO, supervised, MDD)."""
 
 from __future__ import annotations
 
