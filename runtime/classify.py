@@ -62,9 +62,11 @@ def classify_files(
         batch_size: Images per engine call.
         workers: Threads decoding images.
         on_batch: Called with the number of files finished after each batch (for progress bars).
+
+    Raises:
+        ModelError: If the model is a backbone-only export (raised when the first result is asked for).
     """
-    if PROBABILITIES_OUTPUT not in engine.output_names:
-        raise ValueError(f"{engine.path} is a backbone-only model: it outputs no class probabilities")
+    engine.require_classifier()
     class_names = engine.card.class_names
     for batch, images in decoded_batches(files, engine.card.input, batch_size, workers):
         yield from _classify_batch(engine, batch, images, class_names)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from hema.runtime.classify import classify_files
 from hema.runtime.default_model import resolve_model_path
 from hema.runtime.discovery import find_cell_images
-from hema.runtime.engine import PROBABILITIES_OUTPUT, ModelError, OnnxRuntimeEngine
+from hema.runtime.engine import ModelError, OnnxRuntimeEngine
 from hema.runtime.reports import CsvCellWriter, format_summary, summarise, write_summary
 
 __all__ = ["app"]
@@ -29,9 +29,12 @@ ModelOption = Annotated[
 ]
 
 
-def _load(model: Path | None, threads: int = 0) -> OnnxRuntimeEngine:
+def _load(model: Path | None, threads: int = 0, classifier: bool = False) -> OnnxRuntimeEngine:
     try:
-        return OnnxRuntimeEngine(resolve_model_path(model), threads=threads)
+        engine = OnnxRuntimeEngine(resolve_model_path(model), threads=threads)
+        if classifier:
+            engine.require_classifier()
+        return engine
     except ModelError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
@@ -53,12 +56,7 @@ def classify(
     Files that cannot be read get a row with status "error" and the reason; the others are classified.
     Exit code: 0 all files classified, 1 some files could not be read, 2 no usable model or no input.
     """
-    engine = _load(model, threads)
-    if PROBABILITIES_OUTPUT not in engine.output_names:
-        typer.echo(
-            f"error: {engine.path} is a backbone-only model (no class probabilities): export a classifier", err=True
-        )
-        raise typer.Exit(2)
+    engine = _load(model, threads, classifier=True)
     inputs = find_cell_images(paths)
     for missing in inputs.missing:
         typer.echo(f"error: no such file or folder: {missing}", err=True)

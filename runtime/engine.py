@@ -48,6 +48,11 @@ class OnnxRuntimeEngine:
             raise ModelError(f"{self.path}: {error}") from error
         self.output_names = [output.name for output in self.session.get_outputs()]
 
+    def require_classifier(self) -> None:
+        """Raise :class:`ModelError` unless the model outputs class probabilities (not a backbone-only export)."""
+        if PROBABILITIES_OUTPUT not in self.output_names:
+            raise ModelError(f"{self.path} is a backbone-only model (no class probabilities): export a classifier")
+
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run a batch.
 
