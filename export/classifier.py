@@ -19,6 +19,7 @@ from hema.export.head_graph import head_engines, head_to_onnx
 from hema.export.parity import ParityReport, check_parity, parity_images
 from hema.runtime.card import InputSpec, ModelCard, command_line
 from hema.runtime.engine import EMBEDDING_OUTPUT, IMAGE_INPUT
+from hema.runtime.manifest import write_manifest
 from hema.train.features import FeatureExtractor, open_feature_extractor
 from hema.train.heads import FittedHead
 
@@ -81,6 +82,7 @@ def _save(model: onnx.ModelProto, out: Path) -> bytes:
     data = model.SerializeToString()  # one file: weights inline, never external data
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
+    write_manifest(out, "onnx", [out])
     return data
 
 

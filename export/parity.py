@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hema.runtime.engine import EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT, OnnxRuntimeEngine
+from hema.runtime.engine import EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT
+from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.preprocessing import load_cell_image
 
 __all__ = ["ParityError", "ParityReport", "check_parity", "parity_images"]

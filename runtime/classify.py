@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hema.runtime.batches import decoded_batches
-from hema.runtime.engine import PROBABILITIES_OUTPUT, OnnxRuntimeEngine
+from hema.runtime.engine import PROBABILITIES_OUTPUT, Engine
 
 __all__ = ["CellResult", "classify_files", "slide_of"]
 
@@ -48,7 +48,7 @@ def slide_of(path: Path) -> str:
 
 
 def classify_files(
-    engine: OnnxRuntimeEngine,
+    engine: Engine,
     files: Sequence[Path],
     batch_size: int = 32,
     workers: int = 4,
@@ -75,7 +75,7 @@ def classify_files(
 
 
 def _classify_batch(
-    engine: OnnxRuntimeEngine, batch: Sequence[Path], images: list[np.ndarray | str], class_names: tuple[str, ...]
+    engine: Engine, batch: Sequence[Path], images: list[np.ndarray | str], class_names: tuple[str, ...]
 ) -> Iterator[CellResult]:
     """Run the decodable images of one batch through the engine; the others become error rows."""
     good = [index for index, image in enumerate(images) if isinstance(image, np.ndarray)]

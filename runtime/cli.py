@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
+from hema.runtime.backends import BACKENDS, open_engine
 from hema.runtime.classify import classify_files
 from hema.runtime.default_model import resolve_model_path
 from hema.runtime.discovery import find_cell_images
-from hema.runtime.engine import ModelError, OnnxRuntimeEngine
+from hema.runtime.engine import Engine, ModelError
+from hema.runtime.manifest import manifest_path
 from hema.runtime.reports import CsvCellWriter, format_summary, summarise, write_summary
 
 __all__ = ["app"]
@@ -25,13 +27,34 @@ app = typer.Typer(
 
 ModelOption = Annotated[
     Path | None,
-    typer.Option("--model", "-m", help="Exported hema .onnx model. Default: the model embedded in hema."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Exported hema model: .onnx, OpenVINO .xml or TensorRT .engine. Default: the model embedded in hema.",
+    ),
+]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help=f"Inference engine: auto (the fastest installed for the model) or one of {', '.join(BACKENDS)}.",
+    ),
+]
+UnverifiedOption = Annotated[
+    bool,
+    typer.Option(
+        "--unverified",
+        help="Run a model that has no manifest (its sha256 cannot be checked). A model whose files differ from "
+        "its manifest is refused anyway.",
+    ),
 ]
 
 
-def _load(model: Path | None, threads: int = 0, classifier: bool = False) -> OnnxRuntimeEngine:
+def _load(
+    model: Path | None, backend: str = "auto", threads: int = 0, unverified: bool = False, classifier: bool = False
+) -> Engine:
+    path = resolve_model_path(model)
     try:
-        engine = OnnxRuntimeEngine(resolve_model_path(model), threads=threads)
+        engine = open_engine(path, backend, threads, verify=not unverified or manifest_path(path).is_file())
         if classifier:
             engine.require_classifier()
         return engine
@@ -50,13 +73,16 @@ def classify(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 32,
     workers: Annotated[int, typer.Option(min=1, help="Threads decoding images.")] = 4,
     threads: Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")] = 0,
+    backend: BackendOption = "auto",
+    unverified: UnverifiedOption = False,
 ) -> None:
     """Classify every cell image and write one row per file to OUT/cells.csv and counts to OUT/summary.json.
 
     Files that cannot be read get a row with status "error" and the reason; the others are classified.
     Exit code: 0 all files classified, 1 some files could not be read, 2 no usable model or no input.
     """
-    engine = _load(model, threads, classifier=True)
+    engine = _load(model, backend, threads, unverified, classifier=True)
+    typer.echo(f"model: {engine.path} on {engine.describe()}", err=True)
     inputs = find_cell_images(paths)
     for missing in inputs.missing:
         typer.echo(f"error: no such file or folder: {missing}", err=True)
@@ -89,8 +115,9 @@ def classify(
 
 
 @app.command()
-def info(model: ModelOption = None) -> None:
-    """Print the model's path and its model card (classes, input size, how it was made, its metrics)."""
-    engine = _load(model)
+def info(model: ModelOption = None, backend: BackendOption = "auto", unverified: UnverifiedOption = False) -> None:
+    """Print the model's path, the engine that runs it, and its model card (classes, input size, metrics)."""
+    engine = _load(model, backend, unverified=unverified)
     typer.echo(f"model: {engine.path}")
+    typer.echo(f"engine: {engine.describe()}")
     typer.echo(engine.card.to_json())

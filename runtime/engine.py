@@ -1,15 +1,16 @@
-"""ONNX Runtime inference on an exported hema model."""
+"""What every inference engine offers hema: load an exported model, read its card, run a batch of cells."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-import onnxruntime as ort
 
-from hema.runtime.card import CARD_METADATA_KEY, ModelCard
+from hema.runtime.card import ModelCard
 
-__all__ = ["IMAGE_INPUT", "PROBABILITIES_OUTPUT", "EMBEDDING_OUTPUT", "ModelError", "OnnxRuntimeEngine"]
+__all__ = ["IMAGE_INPUT", "PROBABILITIES_OUTPUT", "EMBEDDING_OUTPUT", "Engine", "ModelError", "parse_card"]
 
 IMAGE_INPUT = "image"
 PROBABILITIES_OUTPUT = "probabilities"
@@ -17,42 +18,40 @@ EMBEDDING_OUTPUT = "embedding"
 
 
 class ModelError(RuntimeError):
-    """The model file cannot be used: missing, not ONNX, or without a hema model card."""
+    """The model cannot be used: missing, unreadable, without a hema model card, or its engine is absent."""
 
 
-class OnnxRuntimeEngine:
-    """Runs an exported hema ONNX model with ONNX Runtime on the CPU.
+def parse_card(text: str | None, path: Path) -> ModelCard:
+    """The card a model artifact carries, or :class:`ModelError` naming the file."""
+    if text is None:
+        raise ModelError(f"{path} carries no hema model card: export it with hema-export")
+    try:
+        return ModelCard.from_json(text)
+    except ValueError as error:
+        raise ModelError(f"{path}: {error}") from error
 
-    Args:
-        path: The ``.onnx`` file.
-        threads: Intra-op threads; ``0`` lets ONNX Runtime choose (all physical cores).
 
-    Raises:
-        ModelError: If the file cannot be loaded or carries no model card.
+class Engine(ABC):
+    """A loaded hema model on one inference engine.
+
+    Attributes:
+        backend: The engine's name on the command line (``onnxruntime``, ``openvino``, ``tensorrt``).
+        path: The artifact the model was loaded from.
+        card: The model card it carries.
+        output_names: The graph outputs, ``probabilities`` and ``embedding`` for a classifier.
     """
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
-        self.path = Path(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own exception types for every kind of bad file
-            raise ModelError(f"cannot load model {self.path}: {error}") from error
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        if CARD_METADATA_KEY not in metadata:
-            raise ModelError(f"{self.path} is an ONNX file without a hema model card ({CARD_METADATA_KEY!r})")
-        try:
-            self.card = ModelCard.from_json(metadata[CARD_METADATA_KEY])
-        except ValueError as error:
-            raise ModelError(f"{self.path}: {error}") from error
-        self.output_names = [output.name for output in self.session.get_outputs()]
+    backend: ClassVar[str]
+    path: Path
+    card: ModelCard
+    output_names: tuple[str, ...]
 
     def require_classifier(self) -> None:
         """Raise :class:`ModelError` unless the model outputs class probabilities (not a backbone-only export)."""
         if PROBABILITIES_OUTPUT not in self.output_names:
             raise ModelError(f"{self.path} is a backbone-only model (no class probabilities): export a classifier")
 
+    @abstractmethod
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run a batch.
 
@@ -60,8 +59,10 @@ class OnnxRuntimeEngine:
             images: ``uint8`` array ``(batch, height, width, 3)``, RGB, resized as the card says.
 
         Returns:
-            Every graph output by name: ``probabilities`` ``(batch, classes)`` and ``embedding``
+            Every graph output by name as ``float32``: ``probabilities`` ``(batch, classes)`` and ``embedding``
             ``(batch, dim)`` for a classifier, only ``embedding`` for a backbone-only export.
         """
-        outputs = self.session.run(self.output_names, {IMAGE_INPUT: np.ascontiguousarray(images, dtype=np.uint8)})
-        return dict(zip(self.output_names, outputs))
+
+    def describe(self) -> str:
+        """One line for logs and reports: engine and settings."""
+        return self.backend

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from hema.runtime.batches import decoded_batches
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
-from hema.runtime.engine import EMBEDDING_OUTPUT, OnnxRuntimeEngine
+from hema.runtime.engine import EMBEDDING_OUTPUT
+from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
 
 __all__ = ["DEFAULT_BACKBONE", "FeatureExtractor", "is_onnx_backbone", "open_feature_extractor"]
 

@@ -89,7 +89,7 @@ def lite0_export(lite0_head: Path, tiny_parity: Path, tmp_path_factory: pytest.T
 @pytest.mark.slow
 def test_export_writes_one_self_contained_file(lite0_export, tmp_path: Path) -> None:
     path, _ = lite0_export
-    assert sorted(p.name for p in path.parent.iterdir()) == ["cells.onnx"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cells.onnx", "cells.onnx.manifest.json"]
     moved = tmp_path / "elsewhere" / "model.onnx"
     moved.parent.mkdir()
     shutil.copyfile(path, moved)
