@@ -31,6 +31,7 @@ class CellResult:
         confidence: Probability of ``label`` (NaN on error).
         probabilities: Probability of every class in the model's class order (``None`` on error).
         error: Why the file could not be classified (empty when ok).
+        review: Why a hematologist should look at this cell (empty when the model is sure of it).
     """
 
     path: Path
@@ -40,6 +41,7 @@ class CellResult:
     confidence: float = float("nan")
     probabilities: np.ndarray | None = None
     error: str = ""
+    review: str = ""
 
 
 def slide_of(path: Path) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hema.runtime.atomic_files import write_text_atomic
 from hema.runtime.classify import CellResult
 
 __all__ = ["CELLS_COLUMNS", "CsvCellWriter", "summarise", "format_summary", "write_summary"]
@@ -95,9 +96,8 @@ def summarise(
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:
-    """Write ``summary.json``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    """Write ``summary.json`` atomically."""
+    write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
 
 
 def format_summary(summary: dict[str, Any]) -> str:
