@@ -13,6 +13,7 @@ from hema.runtime.card import command_line
 from hema.train.adapt_command import adapt
 from hema.train.command_errors import user_errors_exit_2
 from hema.train.data import SPLITS, find_labelled_images
+from hema.train.evaluate_command import evaluate
 from hema.train.evaluation import plot_confusion_matrix
 from hema.train.features import DEFAULT_BACKBONE, open_feature_extractor
 from hema.train.fewshot import run_fewshot
@@ -37,6 +38,7 @@ def main() -> None:
 app.command()(ssl)
 app.command()(supervised)
 app.command()(adapt)
+app.command()(evaluate)
 
 
 def _split_option(help_text: str) -> object:
