@@ -15,6 +15,18 @@ __all__ = ["fit_stored_head"]
 
 StoredHead = tuple[dict[str, np.ndarray], "bytes | None", dict[str, Any], np.ndarray]
 
+# Standardising divides by each feature's spread. A feature that barely varies in the training cells (a ReLU6
+# channel that is almost always 0) would get a weight hundreds of times larger than the rest, so any tiny
+# change in it (another lab's staining, INT8 rounding) would swing the prediction. Spreads are therefore floored
+# at this fraction of the median spread.
+SCALE_FLOOR = 0.1
+
+
+def _robust_scale(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and spread, the spread floored at ``SCALE_FLOOR`` times its median."""
+    mean, spread = features.mean(axis=0), features.std(axis=0)
+    return mean, np.maximum(spread, SCALE_FLOOR * np.median(spread))
+
 
 def _two_columns(scores: np.ndarray) -> np.ndarray:
     """SVMs score two classes with one column ``z``; like skl2onnx, hema scores them ``[-z, z]``."""
@@ -23,16 +35,17 @@ def _two_columns(scores: np.ndarray) -> np.ndarray:
 
 def _linear(features: np.ndarray, labels: np.ndarray, config: HeadConfig) -> StoredHead:
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    scaler = StandardScaler().fit(features)
-    scaled = scaler.transform(features)
+    mean, scale = _robust_scale(features)
+    scaled = (features - mean) / scale
     if config.kind == "lr":
         model = LogisticRegression(C=config.c, max_iter=5000).fit(scaled, labels)
         reference = model.predict_proba(scaled)
     else:
-        model = LinearSVC(C=config.c, max_iter=20000, random_state=config.seed).fit(scaled, labels)
+        # dual=True: scikit-learn's 'auto' picks the primal solver once cells outnumber features, which takes
+        # ~13 min for all ~2,700 PBC train cells on 2 cores; the dual solves the same problem in ~9 s.
+        model = LinearSVC(C=config.c, dual=True, max_iter=20000, random_state=config.seed).fit(scaled, labels)
         reference = softmax(_two_columns(model.decision_function(scaled)))
     coef = np.atleast_2d(model.coef_).astype(np.float64)
     intercept = np.atleast_1d(model.intercept_).astype(np.float64)
@@ -41,8 +54,8 @@ def _linear(features: np.ndarray, labels: np.ndarray, config: HeadConfig) -> Sto
         other_intercept = np.zeros(1) if config.kind == "lr" else -intercept
         coef, intercept = np.vstack([other, coef]), np.concatenate([other_intercept, intercept])
     # Fold the scaler: ((x - mean) / scale) @ coef.T + b == x @ (coef / scale).T + (b - (coef / scale) @ mean)
-    weight = coef / scaler.scale_
-    bias = intercept - weight @ scaler.mean_
+    weight = coef / scale
+    bias = intercept - weight @ mean
     arrays = {"weight": weight.T.astype(np.float32), "bias": bias.astype(np.float32)}
     return arrays, None, {}, reference
 
