@@ -9,7 +9,7 @@ from hema.export.backbone_onnx import IR_VERSION
 from hema.runtime.card import CARD_METADATA_KEY, ModelCard
 from hema.runtime.engine import EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT
 
-__all__ = ["attach_card", "fuse_backbone_and_head"]
+__all__ = ["attach_card", "fuse_backbone_and_head", "read_card"]
 
 _SHARED_NAMES = {EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT, ""}
 
@@ -65,3 +65,15 @@ def attach_card(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
     model.metadata_props.add(key=CARD_METADATA_KEY, value=card.to_json())
     model.doc_string = f"hema white-blood-cell classifier: {', '.join(card.class_names)}"
     return model
+
+
+def read_card(model: onnx.ModelProto) -> ModelCard:
+    """The card in an ONNX model's metadata.
+
+    Raises:
+        ValueError: If the model carries none.
+    """
+    for prop in model.metadata_props:
+        if prop.key == CARD_METADATA_KEY:
+            return ModelCard.from_json(prop.value)
+    raise ValueError(f"the ONNX model carries no hema model card ({CARD_METADATA_KEY!r}): export it with hema-export")

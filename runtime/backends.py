@@ -89,9 +89,7 @@ def open_engine(path: str | Path, backend: str = "auto", threads: int = 0, verif
         if backend not in candidates:
             raise ModelError(f"{backend} cannot run a {path.suffix} file; it runs on: {', '.join(candidates)}")
         return _open(backend, path, threads)
-    available = [name for name in candidates if name in installed_backends()]
-    if not available:
-        raise ModelError(f"no engine for {path.suffix} files is installed; install one of: {', '.join(candidates)}")
+    available = [name for name in candidates if name in installed_backends()] or [candidates[0]]  # says what to install
     failures = []
     for name in available:
         try:

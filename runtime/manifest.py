@@ -2,7 +2,8 @@
 
 A model copied to a workstation can arrive truncated, or be changed after export. hema refuses such a model
 before classifying a single cell. The manifest is ``<artifact>.manifest.json`` (``hema-default.onnx.manifest.json``)
-and lists every file the artifact consists of (an OpenVINO IR is an ``.xml`` and a ``.bin``). For a TensorRT
+and lists every file the artifact consists of (an OpenVINO IR is an ``.xml`` and a ``.bin``) by suffix, so an
+artifact renamed together with its manifest still verifies. For a TensorRT
 engine, which has no room for metadata, the manifest also carries the model card.
 """
 
@@ -50,7 +51,7 @@ class Manifest:
 
     Attributes:
         format: ``onnx``, ``openvino`` or ``tensorrt``.
-        files: File name (beside the artifact) to ``{"sha256": ..., "bytes": ...}``.
+        files: Suffix of each file (beside the artifact, same stem) to ``{"sha256": ..., "bytes": ...}``.
         card: The model card as JSON text, for formats that cannot carry it themselves; else ``None``.
         details: Anything else the exporter recorded (precision, TensorRT version, calibration).
     """
@@ -64,8 +65,15 @@ class Manifest:
 def write_manifest(
     artifact: Path, format: str, files: list[Path], card: str | None = None, details: dict[str, Any] | None = None
 ) -> Path:
-    """Hash ``files`` (which lie beside ``artifact``) and write the manifest; returns its path."""
-    entry = {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size} for path in files}
+    """Hash ``files`` (``artifact`` and companions with its stem, e.g. the ``.bin``) and write the manifest.
+
+    Returns:
+        The manifest's path.
+    """
+    foreign = [path for path in files if path.parent != artifact.parent or path.stem != artifact.stem]
+    if foreign:
+        raise ValueError(f"manifest files must lie beside {artifact} with its stem: {foreign}")
+    entry = {path.suffix: {"sha256": file_sha256(path), "bytes": path.stat().st_size} for path in files}
     document: dict[str, Any] = {"schema_version": MANIFEST_SCHEMA_VERSION, "format": format, "files": entry}
     if card is not None:
         document["card"] = json.loads(card)
@@ -108,8 +116,8 @@ def verify_artifact(artifact: Path) -> Manifest:
             f"{artifact} has no manifest ({manifest_path(artifact).name}), so its integrity cannot be checked: "
             "re-export it with hema-export, or pass --unverified to run it anyway"
         )
-    for name, expected in manifest.files.items():
-        path = artifact.with_name(name)
+    for suffix, expected in manifest.files.items():
+        path = artifact.with_suffix(suffix)
         if not path.is_file():
             raise ModelError(f"model file {path} listed in {manifest_path(artifact).name} is missing")
         size = path.stat().st_size

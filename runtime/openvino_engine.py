@@ -7,17 +7,32 @@ the caller asks for ``bf16`` or ``f16`` on purpose).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hema.runtime.card import CARD_METADATA_KEY
 from hema.runtime.engine import IMAGE_INPUT, Engine, ModelError, parse_card
 
-__all__ = ["OPENVINO_CARD_KEY", "INFERENCE_PRECISIONS", "OpenVinoEngine"]
+__all__ = ["OPENVINO_CARD_KEY", "INFERENCE_PRECISIONS", "OpenVinoEngine", "openvino_core"]
 
 OPENVINO_CARD_KEY = ("hema", "model_card")  # rt_info path of the card inside an OpenVINO IR
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+
+
+@functools.cache
+def openvino_core() -> Any:
+    """One OpenVINO ``Core`` for the whole process.
+
+    Creating a ``Core`` per model and letting it go unloads OpenVINO's device plugins; a process that later
+    starts a subprocess (scikit-learn counting cores does) was then seen to die with SIGSEGV. One ``Core`` that
+    lives as long as the process is also what OpenVINO recommends.
+    """
+    import openvino as ov
+
+    return ov.Core()
 
 
 def _card_text(model: object, path: Path) -> str | None:
@@ -52,7 +67,7 @@ class OpenVinoEngine(Engine):
         self.path = Path(path)
         self.threads = threads
         self.inference_precision = inference_precision
-        core = ov.Core()
+        core = openvino_core()
         try:
             model = core.read_model(str(self.path))
         except Exception as error:  # OpenVINO raises RuntimeError subclasses for unreadable or unsupported graphs
