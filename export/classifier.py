@@ -1,4 +1,8 @@
-"""Build the single self-contained ONNX file hema runs: preprocessing + backbone + head + softmax + card."""
+"""Build the single self-contained ONNX file hema runs: preprocessing + backbone + head + softmax + card.
+
+A classifier also gets its review flags: the ``novelty`` output and the card's ``review`` thresholds, calibrated
+on held-back cells of the head's training split (:mod:`hema.export.review_calibration`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ import hema
 from hema.export.backbone_onnx import backbone_to_onnx
 from hema.export.fuse import attach_card, fuse_backbone_and_head
 from hema.export.head_graph import head_engines, head_to_onnx
+from hema.export.novelty_graph import attach_novelty
 from hema.export.parity import ParityReport, check_parity, parity_images
+from hema.export.review_calibration import calibrate_review
 from hema.runtime.card import InputSpec, ModelCard, command_line
 from hema.runtime.engine import EMBEDDING_OUTPUT, IMAGE_INPUT
 from hema.runtime.manifest import write_manifest
@@ -87,9 +93,14 @@ def _save(model: onnx.ModelProto, out: Path) -> bytes:
 
 
 def export_classifier(
-    head_dir: Path, out: Path, backbone: str | None = None, arch: str | None = None, parity_data: Path | None = None
+    head_dir: Path,
+    out: Path,
+    backbone: str | None = None,
+    arch: str | None = None,
+    parity_data: Path | None = None,
+    review_data: Path | None = None,
 ) -> ExportResult:
-    """Fuse backbone and head into ``out``, check parity on real cells, and write the file only if it passes.
+    """Fuse backbone and head into ``out`` with calibrated review flags; write it only if parity passes.
 
     Args:
         head_dir: Output folder of ``hema-train fewshot``.
@@ -97,9 +108,11 @@ def export_classifier(
         backbone: Backbone spec; default: the one the head was fitted on.
         arch: timm architecture for checkpoints that do not name it.
         parity_data: Labelled cell folder to check parity on; default: the head's training folder.
+        review_data: Labelled cell folder to calibrate the review flags on (the head's recorded split of it);
+            default: the head's training folder.
 
     Raises:
-        ValueError: If backbone and head do not fit together.
+        ValueError: If backbone and head do not fit together, or the review calibration cells are missing.
         hema.export.parity.ParityError: If the export does not reproduce torch + scikit-learn.
     """
     head = FittedHead.load(head_dir)
@@ -121,6 +134,9 @@ def export_classifier(
         provenance={"head": head.metadata.get("command"), "export": command_line()},
     )
     model = attach_card(fuse_backbone_and_head(graph, head_to_onnx(head)), card)
+    review = calibrate_review(model, head, review_data)
+    model = attach_novelty(model, review.centroids)
+    card = replace(card, review=review.card_entry)
     folder = parity_data or Path(head.metadata.get("training_data", {}).get("folder", ""))
     report = check_parity(model.SerializeToString(), parity_images(folder), extractor, head.predict_proba)
     card = replace(card, metrics={**card.metrics, "export_parity": report.to_dict()})

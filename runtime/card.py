@@ -67,6 +67,12 @@ class ModelCard:
         created: ISO-8601 UTC timestamp of the export.
         engines: Engines the graph runs on (``onnxruntime`` always; others only for plain-op heads).
         provenance: The commands that made the model (head fitting, export), to rebuild it.
+        precision: Numeric precision of the weights and arithmetic: ``fp32``, ``fp16`` or ``int8``.
+        quantisation: For reduced precision: how it was made (method, calibration cells) and its agreement with
+            the FP32 model on real cells.
+        review: When to flag a cell for review (:mod:`hema.runtime.review`): ``confidence_threshold``,
+            ``novelty_threshold``, the rules that chose them and what they flagged on held-back training cells.
+            Empty in cards written before review flags existed: such a model flags nothing.
         schema_version: Card format version.
     """
 
@@ -80,6 +86,9 @@ class ModelCard:
     created: str = ""
     engines: tuple[str, ...] = ("onnxruntime",)
     provenance: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    quantisation: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
 
     def to_json(self) -> str:

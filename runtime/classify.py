@@ -2,7 +2,8 @@
 
 Images are decoded one batch ahead of the engine (:mod:`hema.runtime.batches`). Every input file yields
 exactly one :class:`CellResult`, in input order: an image that cannot be decoded gets ``status="error"`` and
-the reason, and the rest of the batch is classified as usual.
+the reason, and the rest of the batch is classified as usual. A classified cell carries the reason to review it
+(:class:`~hema.runtime.review.ReviewPolicy`, from the model card), empty when none applies.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from hema.runtime.batches import decoded_batches
 from hema.runtime.engine import PROBABILITIES_OUTPUT, Engine
+from hema.runtime.review import ReviewPolicy
 
 __all__ = ["CellResult", "classify_files", "slide_of"]
 
@@ -70,23 +72,31 @@ def classify_files(
     """
     engine.require_classifier()
     class_names = engine.card.class_names
+    policy = ReviewPolicy.from_card(engine.card, engine.output_names)
     for batch, images in decoded_batches(files, engine.card.input, batch_size, workers):
-        yield from _classify_batch(engine, batch, images, class_names)
+        yield from _classify_batch(engine, batch, images, class_names, policy)
         if on_batch is not None:
             on_batch(len(batch))
 
 
 def _classify_batch(
-    engine: Engine, batch: Sequence[Path], images: list[np.ndarray | str], class_names: tuple[str, ...]
+    engine: Engine,
+    batch: Sequence[Path],
+    images: list[np.ndarray | str],
+    class_names: tuple[str, ...],
+    policy: ReviewPolicy,
 ) -> Iterator[CellResult]:
     """Run the decodable images of one batch through the engine; the others become error rows."""
     good = [index for index, image in enumerate(images) if isinstance(image, np.ndarray)]
     row_of = {index: row for row, index in enumerate(good)}
-    probabilities = engine.run(np.stack([images[index] for index in good]))[PROBABILITIES_OUTPUT] if good else None
+    outputs = engine.run(np.stack([images[index] for index in good])) if good else {}
+    reviews = policy.reasons(outputs) if good else []
     for index, path in enumerate(batch):
         if index in row_of:
-            p = probabilities[row_of[index]]
+            p = outputs[PROBABILITIES_OUTPUT][row_of[index]]
             best = int(np.argmax(p))
-            yield CellResult(path, slide_of(path), "ok", class_names[best], float(p[best]), p)
+            yield CellResult(
+                path, slide_of(path), "ok", class_names[best], float(p[best]), p, review=reviews[row_of[index]]
+            )
         else:
             yield CellResult(path, slide_of(path), "error", error=str(images[index]))

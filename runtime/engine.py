@@ -10,11 +10,20 @@ import numpy as np
 
 from hema.runtime.card import ModelCard
 
-__all__ = ["IMAGE_INPUT", "PROBABILITIES_OUTPUT", "EMBEDDING_OUTPUT", "Engine", "ModelError", "parse_card"]
+__all__ = [
+    "IMAGE_INPUT",
+    "PROBABILITIES_OUTPUT",
+    "EMBEDDING_OUTPUT",
+    "NOVELTY_OUTPUT",
+    "Engine",
+    "ModelError",
+    "parse_card",
+]
 
 IMAGE_INPUT = "image"
 PROBABILITIES_OUTPUT = "probabilities"
 EMBEDDING_OUTPUT = "embedding"
+NOVELTY_OUTPUT = "novelty"  # 1 - cosine similarity to the nearest training-class centroid
 
 
 class ModelError(RuntimeError):
@@ -38,7 +47,8 @@ class Engine(ABC):
         backend: The engine's name on the command line (``onnxruntime``, ``openvino``, ``tensorrt``).
         path: The artifact the model was loaded from.
         card: The model card it carries.
-        output_names: The graph outputs, ``probabilities`` and ``embedding`` for a classifier.
+        output_names: The graph outputs: ``probabilities``, ``embedding`` and (models exported with review
+            flags) ``novelty`` for a classifier.
     """
 
     backend: ClassVar[str]
@@ -59,8 +69,9 @@ class Engine(ABC):
             images: ``uint8`` array ``(batch, height, width, 3)``, RGB, resized as the card says.
 
         Returns:
-            Every graph output by name as ``float32``: ``probabilities`` ``(batch, classes)`` and ``embedding``
-            ``(batch, dim)`` for a classifier, only ``embedding`` for a backbone-only export.
+            Every graph output by name as ``float32``: ``probabilities`` ``(batch, classes)``, ``embedding``
+            ``(batch, dim)`` and, when the model has it, ``novelty`` ``(batch,)`` for a classifier; only
+            ``embedding`` for a backbone-only export.
         """
 
     def describe(self) -> str:

@@ -98,7 +98,7 @@ def test_export_writes_one_self_contained_file(lite0_export, tmp_path: Path) -> 
     for tensor in model.graph.initializer:
         assert tensor.data_location != onnx.TensorProto.EXTERNAL and not tensor.external_data, tensor.name
     assert [i.name for i in model.graph.input] == ["image"]
-    assert {o.name for o in model.graph.output} == {"probabilities", "embedding"}
+    assert {o.name for o in model.graph.output} == {"probabilities", "embedding", "novelty"}
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert sorted(p.name for p in moved.parent.iterdir()) == ["model.onnx"]
 
@@ -119,6 +119,10 @@ def test_exported_card(lite0_export, pbc_dir: Path) -> None:
     assert card.training_data["cells"] == {name: 10 for name in card.class_names}
     assert "openvino" in card.engines and "onnxruntime" in card.engines
     assert card.created
+    review = card.review  # calibrated on the head's 80 training cells, out of fold
+    assert review["held_back"]["cells"] == 80 and review["held_back"]["folds"] == 5
+    assert 0.0 < review["confidence_threshold"] <= 1.0 and 0.0 < review["novelty_threshold"] < 1.0
+    assert review["non_cell_images"]["images"] == 48
 
 
 @pytest.mark.slow
@@ -165,15 +169,15 @@ def default_features(small_pbc: Path):
 
     extractor = open_feature_extractor("default")
     pool = find_labelled_images(small_pbc)
-    return extractor, pool, extractor(pool.paths)
+    return extractor, pool, extractor(pool.paths), small_pbc
 
 
 def _fit_and_save(kind: str, default_features, folder: Path, backbone: dict, dims: int | None = None) -> FittedHead:
-    extractor, pool, features = default_features
+    extractor, pool, features, pool_folder = default_features
     head = fit_head(features[:, :dims], pool.labels, pool.class_names, HeadConfig(kind=kind, k=5, trees=30))
     head.metadata.update(
         backbone=backbone,
-        training_data={"folder": "small_pbc", "split": "all", "cells": pool.counts()},
+        training_data={"folder": str(pool_folder), "split": "all", "cells": pool.counts()},
         labels_per_class=0,
     )
     head.save(folder)
