@@ -6,7 +6,7 @@ STAMP := $(VENV)/.hema-installed
 HEMA_DATA ?= ../shared/data/pbc
 DEFAULT_MODEL := runtime/models/hema-default.onnx
 
-.PHONY: install demo test test-fast default-model dino-cpu mdd-cpu clean
+.PHONY: install browser demo test test-fast review-page-png default-model dino-cpu mdd-cpu edge-models bench clean
 
 install: $(STAMP)
 
@@ -18,14 +18,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[train,export,openvino,dev]'
 	touch $(STAMP)
 
+# Headless Chromium for tests/runtime/test_html_report.py (report.html in a real browser): Debian's package, installed
+# as root when missing. Without it the test is skipped (fails where CI is set). make demo does not need it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "note: no chromium and not root: run 'sudo apt-get install -y chromium' or the browser test is skipped"; fi; }
+
 demo: install
 	$(BIN)/hema-infer classify $(HEMA_DATA) --out build/demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install browser
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The README's screenshot of report.html: the browser test's page (real cells, two slides, one unreadable file).
+review-page-png: install browser
+	HEMA_REVIEW_PAGE_PNG=docs/review-page.png $(BIN)/python -m pytest -q tests/runtime/test_html_report.py -k chromium
 
 # EfficientNet-Lite0 (ImageNet) + logistic regression on hema's train split of PBC, scored on its test split.
 default-model: install
@@ -47,6 +58,46 @@ MDD_RUN := --source ../shared/data/pbc --target ../shared/data/bccd --image-size
 mdd-cpu: install
 	$(BIN)/hema-train adapt $(MDD_RUN) --trade-off 0 --out runs/source-only
 	$(BIN)/hema-train adapt $(MDD_RUN) --out runs/mdd
+
+# Edge artifacts of MODEL in build/edge: OpenVINO IR fp32, fp16 and int8, and ONNX Runtime int8. Each build's output
+# ends in a log beside it (the make target) with "exit CODE after SECONDS s": rebuilt only when MODEL changes, and an
+# INT8 export that its accuracy check refuses is not retried on every run (make bench shows the reason). The INT8
+# builds (NNCF accuracy control) take several minutes each on 2 cores.
+MODEL ?= $(DEFAULT_MODEL)
+EDGE := build/edge
+EDGE_STEM := $(EDGE)/$(basename $(notdir $(MODEL)))
+EDGE_LOGS := $(EDGE_STEM)-fp32.log $(EDGE_STEM)-fp16.log $(EDGE_STEM)-int8.log $(EDGE_STEM).int8.log
+
+# $(call edge_build,LOG,ARTIFACT,hema-export arguments)
+define edge_build
+	@mkdir -p $(EDGE) && rm -f $(2) $(basename $(2)).bin
+	@echo "hema-export $(3)"
+	@start=$$(date +%s); $(BIN)/hema-export $(3) > $(1).tmp 2>&1; status=$$?; \
+		echo "exit $$status after $$(( $$(date +%s) - start )) s" >> $(1).tmp; mv $(1).tmp $(1); \
+		grep -E '^(wrote|against|error)' $(1); tail -n 1 $(1)
+endef
+
+edge-models: install $(EDGE_LOGS)
+
+$(EDGE_STEM)-fp32.log: $(MODEL) | $(STAMP)
+	$(call edge_build,$@,$(EDGE_STEM)-fp32.xml,openvino $(MODEL) --out $(EDGE_STEM)-fp32.xml --precision fp32)
+
+$(EDGE_STEM)-fp16.log: $(MODEL) | $(STAMP)
+	$(call edge_build,$@,$(EDGE_STEM)-fp16.xml,openvino $(MODEL) --out $(EDGE_STEM)-fp16.xml --precision fp16 \
+		--check-data $(HEMA_DATA))
+
+$(EDGE_STEM)-int8.log: $(MODEL) | $(STAMP)
+	$(call edge_build,$@,$(EDGE_STEM)-int8.xml,openvino $(MODEL) --out $(EDGE_STEM)-int8.xml --precision int8 \
+		--calibration $(HEMA_DATA))
+
+$(EDGE_STEM).int8.log: $(MODEL) | $(STAMP)
+	$(call edge_build,$@,$(EDGE_STEM).int8.onnx,onnx-int8 $(MODEL) --out $(EDGE_STEM).int8.onnx \
+		--calibration $(HEMA_DATA))
+
+# Every engine of MODEL against PyTorch eager in one run: benchmarks/results/<model name>.json, .md and .png.
+bench: install edge-models
+	$(BIN)/python benchmarks/bench_engines.py --model $(MODEL) --edge $(EDGE) --data $(HEMA_DATA) \
+		--out benchmarks/results
 
 clean:
 	rm -rf build .pytest_cache

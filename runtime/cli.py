@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +14,12 @@ from hema.runtime.classify import classify_files
 from hema.runtime.default_model import resolve_model_path
 from hema.runtime.discovery import find_cell_images
 from hema.runtime.engine import Engine, ModelError
+from hema.runtime.html_report import write_html_report
+from hema.runtime.journal import JournalError
 from hema.runtime.manifest import manifest_path
 from hema.runtime.reports import CsvCellWriter, format_summary, summarise, write_summary
+from hema.runtime.review import ReviewPolicy
+from hema.runtime.watch import JOURNAL_NAME, StopFlag, WatchSettings, stop_on_signals, watch_folder
 
 __all__ = ["app"]
 
@@ -67,17 +72,22 @@ def _load(
 def classify(
     paths: Annotated[list[Path], typer.Argument(help="Cell image files and/or folders (searched recursively).")],
     model: ModelOption = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for cells.csv and summary.json.")] = Path(
-        "hema-report"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for cells.csv, summary.json and report.html.")
+    ] = Path("hema-report"),
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 32,
     workers: Annotated[int, typer.Option(min=1, help="Threads decoding images.")] = 4,
     threads: Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")] = 0,
     backend: BackendOption = "auto",
     unverified: UnverifiedOption = False,
+    no_html: Annotated[
+        bool, typer.Option("--no-html", help="Do not write report.html (the review page with cell thumbnails).")
+    ] = False,
 ) -> None:
     """Classify every cell image and write one row per file to OUT/cells.csv and counts to OUT/summary.json.
 
+    OUT/report.html is a review page that opens offline in any browser: the differential count per slide and
+    every cell as a thumbnail, grouped by predicted class, cells flagged for review first.
     Files that cannot be read get a row with status "error" and the reason; the others are classified.
     Exit code: 0 all files classified, 1 some files could not be read, 2 no usable model or no input.
     """
@@ -105,11 +115,27 @@ def classify(
 
     summary = summarise(results, engine.card.class_names, str(engine.path), skipped=len(inputs.skipped))
     write_summary(summary, out / "summary.json")
+    written = [out / "cells.csv", out / "summary.json"]
+    if not no_html:
+        with tqdm(total=summary["classified"], unit="cell", desc="report.html", disable=None) as progress:
+            description = f"{engine.path.name} on {engine.describe()}"
+            write_html_report(
+                out / "report.html",
+                results,
+                summary,
+                engine.card.class_names,
+                description,
+                workers=workers,
+                on_thumbnail=progress.update,
+            )
+        written.append(out / "report.html")
     for result in results:
         if result.status == "error":
             typer.echo(f"error: {result.path}: {result.error}", err=True)
     typer.echo(format_summary(summary))
-    typer.echo(f"wrote {out / 'cells.csv'} and {out / 'summary.json'}")
+    if not ReviewPolicy.from_card(engine.card, engine.output_names).active:
+        typer.echo("note: this model carries no review thresholds (exported before review flags): no cell is flagged")
+    typer.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     if summary["errors"] or inputs.missing:
         raise typer.Exit(1)
 
@@ -121,3 +147,81 @@ def info(model: ModelOption = None, backend: BackendOption = "auto", unverified:
     typer.echo(f"model: {engine.path}")
     typer.echo(f"engine: {engine.describe()}")
     typer.echo(engine.card.to_json())
+
+
+@app.command()
+def watch(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder the analyser writes cell images into (one sub-folder per slide), searched recursively.",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for journal.jsonl (every result, saved first), cells.csv and summary.json. Use the same "
+            "folder again to go on after a stop or a crash.",
+        ),
+    ],
+    model: ModelOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 32,
+    workers: Annotated[int, typer.Option(min=1, help="Threads decoding images.")] = 4,
+    threads: Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")] = 0,
+    backend: BackendOption = "auto",
+    unverified: UnverifiedOption = False,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", min=0.01, help="Seconds between two looks at the folder.")
+    ] = 1.0,
+    settle: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds a file's size and time must stay unchanged before it is read (the analyser is done).",
+        ),
+    ] = 2.0,
+    empty_timeout: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds an empty (0-byte) file may stay empty before it is reported unreadable."),
+    ] = 30.0,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Classify what is in the folder now (once it settles), write the reports, exit."),
+    ] = False,
+) -> None:
+    """Watch a folder and classify cell images as they arrive, each exactly once, even across crashes.
+
+    Every result is saved to OUT/journal.jsonl first; cells.csv and summary.json are rewritten from it after each
+    batch (at most every few seconds while cells stream in). Started again with the same OUT after a crash, it goes
+    on where it stopped. Ctrl-C or SIGTERM: finish the current batch, write the reports, exit.
+    Exit code: 0 every image classified, 1 some could not be read, 2 no usable model, or OUT is damaged or in use.
+    """
+    engine = _load(model, backend, threads, unverified, classifier=True)
+    typer.echo(f"model: {engine.path} on {engine.describe()}", err=True)
+    typer.echo(f"{'classifying' if once else 'watching'} {folder} (Ctrl-C to stop)", err=True)
+    settings = WatchSettings(batch_size, workers, poll_interval, settle, empty_timeout, once=once)
+    stop = StopFlag()
+    try:
+        with stop_on_signals(stop), tqdm(unit="cell", desc="classified", disable=None) as progress:
+            outcome = watch_folder(
+                engine,
+                folder,
+                out,
+                settings,
+                stop,
+                log=lambda message: tqdm.write(message, file=sys.stderr),
+                on_batch=progress.update,
+            )
+    except JournalError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    if outcome.stopped_by:
+        typer.echo(f"{outcome.stopped_by}: stopped after the current batch", err=True)
+    typer.echo(format_summary(outcome.summary))
+    typer.echo(f"wrote {out / JOURNAL_NAME}, {out / 'cells.csv'} and {out / 'summary.json'}")
+    if outcome.summary["errors"]:
+        raise typer.Exit(1)

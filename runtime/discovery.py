@@ -25,12 +25,19 @@ class InputFiles:
     missing: tuple[Path, ...]
 
 
+def _is_file_or_broken_link(path: Path) -> bool:
+    """A file, or a symbolic link that resolves to nothing (``exists`` is false for a loop, never an error)."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def find_cell_images(paths: list[Path] | tuple[Path, ...]) -> InputFiles:
     """Expand files and folders into the list of images to classify.
 
     A file named explicitly is always classified, whatever its suffix, so that a bad file gets an error row
     rather than disappearing. Inside folders, files with an image suffix (any case) are classified and every
-    other file is reported as skipped. Hidden files and folders are ignored.
+    other file is reported as skipped. Hidden files and folders are ignored. A symbolic link that leads to no
+    file (a loop such as ``a.jpg -> b.jpg -> a.jpg``, or a target that is gone) counts as a file: it is listed
+    like one, so that it gets an error row instead of vanishing. Links to folders are not followed.
     """
     images: list[Path] = []
     skipped: list[Path] = []
@@ -46,10 +53,10 @@ def find_cell_images(paths: list[Path] | tuple[Path, ...]) -> InputFiles:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 relative = child.relative_to(path)
-                if any(part.startswith(".") for part in relative.parts) or not child.is_file():
+                if any(part.startswith(".") for part in relative.parts) or not _is_file_or_broken_link(child):
                     continue
                 add(child, images if child.suffix.lower() in IMAGE_SUFFIXES else skipped)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             add(path, images)
         else:
             missing.append(path)

@@ -62,8 +62,8 @@ def test_cells_csv_columns(report) -> None:
     card = ModelCard.from_json(_card_json())
     with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle))
-    assert header[:6] == ["path", "slide", "label", "confidence", "status", "error"]
-    assert header[6:] == [f"p_{name}" for name in card.class_names]
+    assert header[:7] == ["path", "slide", "label", "confidence", "status", "review", "error"]
+    assert header[7:] == [f"p_{name}" for name in card.class_names]
 
 
 def test_one_ok_row_per_cell_with_slide_from_parent_folder(report, slides: Path) -> None:
@@ -121,6 +121,19 @@ def test_terminal_output_shows_the_per_class_table(report) -> None:
     result, _ = report
     assert "cells classified on 2 slide(s)" in result.output
     assert "neutrophil" in result.output
+    assert "cells flagged for review" in result.output
+
+
+def test_review_column_and_summary_name_the_same_cells(report) -> None:
+    _, out = report
+    rows = _rows(out)
+    summary = json.loads((out / "summary.json").read_text())
+    reasons = {"", "low confidence", "out of distribution", "out of distribution; low confidence"}
+    assert {row["review"] for row in rows} <= reasons
+    flagged = {row["path"]: row["review"] for row in rows if row["review"]}
+    listed = {cell["path"]: cell["reason"] for entry in summary["slides"].values() for cell in entry["flagged_cells"]}
+    assert listed == flagged and summary["flagged"] == len(flagged)
+    assert sum(entry["flagged"] for entry in summary["slides"].values()) == len(flagged)
 
 
 def _card_json() -> str:

@@ -89,3 +89,33 @@ def test_folders_come_in_the_order_given(tmp_path: Path) -> None:
     second = _touch(tmp_path / "b" / "cell.jpg")
     first = _touch(tmp_path / "a" / "cell.jpg")
     assert find_cell_images([tmp_path / "b", tmp_path / "a"]).images == (second, first)
+
+
+def test_symlink_loops_and_dangling_links_are_listed_so_they_get_an_error_row(tmp_path: Path) -> None:
+    image = _touch(tmp_path / "slide" / "cell.jpg")
+    (tmp_path / "slide" / "loop_a.jpg").symlink_to("loop_b.jpg")
+    (tmp_path / "slide" / "loop_b.jpg").symlink_to("loop_a.jpg")
+    (tmp_path / "slide" / "moved.png").symlink_to("gone.png")
+    (tmp_path / "slide" / "notes").symlink_to("gone.txt")
+    (tmp_path / "slide" / ".hidden_loop.jpg").symlink_to(".hidden_loop.jpg")
+    found = find_cell_images([tmp_path])
+    assert [path.name for path in found.images] == ["cell.jpg", "loop_a.jpg", "loop_b.jpg", "moved.png"]
+    assert found.images[0] == image
+    assert [path.name for path in found.skipped] == ["notes"]
+
+
+def test_a_symlink_loop_named_explicitly_is_an_image_not_missing(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to("loop.jpg")
+    found = find_cell_images([loop, tmp_path / "gone.jpg"])
+    assert found.images == (loop,)
+    assert found.missing == (tmp_path / "gone.jpg",)
+
+
+def test_links_to_folders_are_not_followed_so_a_folder_loop_ends(tmp_path: Path) -> None:
+    image = _touch(tmp_path / "slide" / "cell.jpg")
+    (tmp_path / "slide" / "again").symlink_to("..")
+    (tmp_path / "slide" / "self").symlink_to(".")
+    found = find_cell_images([tmp_path])
+    assert found.images == (image,)
+    assert found.skipped == ()

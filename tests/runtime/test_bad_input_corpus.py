@@ -1,0 +1,338 @@
+"""A corpus of bad input beside real cells: every file gets exactly one row and no batch crashes (issue 5 item 4).
+
+The corpus is generated, deterministically, next to a few real PBC cells copied in: an empty file, a truncated
+JPEG, a note named ``.jpg``, an RGBA, a grey and a 16-bit PNG of real cells, a decompression bomb, images of
+nonsense size, a symlink loop, a dangling link, a file nobody may read and a file name that is not UTF-8.
+``hema-infer`` runs in a subprocess, as a lab runs it. Where the tests run as root, whom ``chmod 000`` does not
+stop, it runs as the unprivileged user 65534, or, where that user cannot reach the interpreter (a pyenv Python
+under ``/root``), as root without the capabilities that override file modes. So the corpus lives in a folder
+every user can enter: pytest's own temporary folders are private to their owner.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from hema.runtime.card import InputSpec
+from hema.runtime.default_model import DEFAULT_MODEL_PATH
+from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.preprocessing import ImageTooLargeError, load_cell_image
+
+INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"
+NOBODY = 65534
+CELLS = {"a_cell.jpg": "basophil", "c_cell.jpg": "lymphocyte", "m_cell.jpg": "neutrophil", "z_cell.jpg": "platelet"}
+VALID = {"f_rgba.png", "g_grey.png", "h_grey16.png"}
+BAD = {  # file -> what its error message must say
+    "b_empty.jpg": "empty file",
+    "d_truncated.jpg": "truncated",
+    "e_text.jpg": "not an image",
+    "i_bomb.png": "image too large: 400 megapixels",
+    "j_large.png": "image too large: 7000x7000 pixels",
+    "k_thin.png": "image too large: 1x100000 pixels",
+    "l_loop_a.jpg": "symlink loop",
+    "l_loop_b.jpg": "symlink loop",
+    "n_unreadable.jpg": "permission denied",
+    "p_dangling.jpg": "file not found",
+}
+ROWS = sorted([*CELLS, *VALID, *BAD])
+SPEC = InputSpec(height=224, width=224)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bilevel_png(width: int, height: int) -> bytes:
+    """A black 1-bit PNG built row by row: its header declares ``width x height`` pixels, its file is tiny."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed pixels
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How to start ``hema-infer`` so that file modes bind it: a command prefix and ``subprocess.run`` keywords."""
+
+    prefix: tuple[str, ...] = ()
+    keywords: dict[str, Any] = field(default_factory=dict)
+
+
+def run_infer(*args: str | Path, cwd: Path, reader: Reader | None = None) -> subprocess.CompletedProcess:
+    """``hema-infer ARGS`` in a fresh interpreter, started as ``reader`` says (default: as we are)."""
+    reader = reader or Reader()
+    env = {**os.environ, "HOME": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        [*reader.prefix, sys.executable, "-c", INFER, *map(str, args)],
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        timeout=300,
+        check=False,
+        cwd=cwd,
+        env=env,
+        **reader.keywords,
+    )
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def probabilities(row: dict[str, str]) -> np.ndarray:
+    return np.array([float(value) for name, value in row.items() if name.startswith("p_")])
+
+
+@pytest.fixture(scope="module")
+def workspace() -> Iterator[Path]:
+    """A fresh folder every user can enter, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="hema-bad-input-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sources(pbc_dir: Path) -> dict[str, Path]:
+    """Per class the corpus uses, the first real cell (in name order) the default model puts in that class."""
+    engine = OnnxRuntimeEngine(DEFAULT_MODEL_PATH)
+    chosen = {}
+    for name in sorted(set(CELLS.values())):
+        for path in sorted((pbc_dir / name).glob("*.jpg")):
+            image = load_cell_image(path, engine.card.input)
+            if engine.card.class_names[int(np.argmax(engine.run(image[None])["probabilities"][0]))] == name:
+                chosen[name] = path
+                break
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def slide(workspace: Path, sources: dict[str, Path]) -> Path:
+    """One slide folder holding real cells, valid images of unusual kinds and bad files."""
+    folder = workspace / "corpus" / "slide_5"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    for name, cell in CELLS.items():
+        shutil.copyfile(sources[cell], folder / name)
+    lymphocyte = sources["lymphocyte"].read_bytes()
+    with Image.open(sources["lymphocyte"]) as image:
+        rgb = image.convert("RGB")
+    (folder / "b_empty.jpg").write_bytes(b"")
+    (folder / "d_truncated.jpg").write_bytes(lymphocyte[: len(lymphocyte) // 2])
+    (folder / "e_text.jpg").write_text("slide 5: repeat the stain, the smear is too thick\n")
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgb.size))  # transparent at the top, opaque at the bottom
+    rgba.save(folder / "f_rgba.png")
+    grey = rgb.convert("L")
+    grey.save(folder / "g_grey.png")
+    Image.fromarray(np.asarray(grey).astype(np.uint16) * 257).save(folder / "h_grey16.png")
+    (folder / "i_bomb.png").write_bytes(bilevel_png(20_000, 20_000))
+    (folder / "j_large.png").write_bytes(bilevel_png(7_000, 7_000))
+    (folder / "k_thin.png").write_bytes(bilevel_png(1, 100_000))
+    (folder / "l_loop_a.jpg").symlink_to("l_loop_b.jpg")
+    (folder / "l_loop_b.jpg").symlink_to("l_loop_a.jpg")
+    shutil.copyfile(sources["neutrophil"], folder / "n_unreadable.jpg")
+    (folder / "n_unreadable.jpg").chmod(0)
+    (folder / "p_dangling.jpg").symlink_to("moved_to_the_archive.jpg")
+    (folder / "q_link_to_this_folder").symlink_to(".")
+    (folder / "notes.txt").write_text("stained 2024-03-02\n")
+    shutil.copyfile(sources["basophil"], folder / ".hidden.jpg")
+    shutil.copyfile(sources["basophil"], folder / ".ipynb_checkpoints" / "a_cell-checkpoint.jpg")
+    for path in [workspace / "corpus", folder, folder / ".ipynb_checkpoints"]:
+        path.chmod(0o755)
+    return folder
+
+
+def _denied_by_chmod_000(reader: Reader, workspace: Path) -> str:
+    """Empty if ``reader`` runs the runtime and a mode-000 file stops it; else what went wrong."""
+    probe = workspace / "probe_000"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    code = (
+        "import sys, hema.runtime.cli\ntry: open(sys.argv[1], 'rb')\nexcept PermissionError: sys.exit(0)\nsys.exit(3)"
+    )
+    try:
+        process = subprocess.run(
+            [*reader.prefix, sys.executable, "-c", code, str(probe)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=workspace,
+            **reader.keywords,
+        )
+    except OSError as error:
+        return str(error)
+    return "" if process.returncode == 0 else process.stderr.strip()[-300:] or "it could read a mode-000 file"
+
+
+@pytest.fixture(scope="module")
+def reader(workspace: Path) -> tuple[Reader | None, str]:
+    """How to run ``hema-infer`` so that ``chmod 000`` stops it, or ``None`` and why that cannot work here.
+
+    Not root: as we are. Root: as user 65534 when that user can run this interpreter, else as root without the
+    capabilities that override file modes (``setpriv``; the interpreter may lie under a root-only folder).
+    """
+    if os.geteuid() != 0:
+        return Reader(), ""
+    nobody = Reader(keywords={"user": NOBODY, "group": NOBODY, "extra_groups": []})
+    why_not_nobody = _denied_by_chmod_000(nobody, workspace)
+    if not why_not_nobody:
+        return nobody, ""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None, f"user {NOBODY} cannot run {sys.executable} ({why_not_nobody}) and setpriv is not installed"
+    caps = "-dac_override,-dac_read_search"
+    capless = Reader(prefix=(setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}", "--"))
+    why_not_capless = _denied_by_chmod_000(capless, workspace)
+    if not why_not_capless:
+        return capless, ""
+    return (
+        None,
+        f"user {NOBODY} cannot run hema-infer ({why_not_nobody}), nor root without DAC override ({why_not_capless})",
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(slide: Path, workspace: Path, reader) -> dict[int, tuple[subprocess.CompletedProcess, Path]]:
+    """The corpus classified at batch size 32 (with report.html) and 3 (without), bound by file modes."""
+    results = {}
+    for batch_size in (32, 3):
+        out = workspace / f"report_b{batch_size}"
+        out.mkdir()
+        out.chmod(0o777)  # the unprivileged user writes the reports
+        html = [] if batch_size == 32 else ["--no-html"]
+        process = run_infer(
+            "classify", slide, "--out", out, "--batch-size", batch_size, *html, cwd=out, reader=reader[0]
+        )
+        results[batch_size] = (process, out)
+    return results
+
+
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_every_file_has_exactly_one_row_in_order(runs, batch_size: int) -> None:
+    process, out = runs[batch_size]
+    assert "Traceback" not in process.stderr, process.stderr
+    names = [Path(row["path"]).name for row in read_rows(out)]
+    assert names == ROWS, process.stderr
+    assert {row["slide"] for row in read_rows(out)} == {"slide_5"}
+
+
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_bad_files_get_an_error_row_with_a_clear_one_line_reason(runs, reader, batch_size: int) -> None:
+    process, out = runs[batch_size]
+    rows = {Path(row["path"]).name: row for row in read_rows(out)}
+    for name, expected in BAD.items():
+        row = rows[name]
+        if name == "n_unreadable.jpg" and reader[0] is None:
+            continue  # root reads it; test_unreadable_file_is_refused says why
+        assert (row["status"], row["label"], row["confidence"]) == ("error", "", ""), row
+        assert row["error"].startswith("cannot read image: ") and expected in row["error"], (name, row["error"])
+        assert "\n" not in row["error"] and str(out) not in row["error"]
+        assert f"{name}: {row['error']}" in process.stderr, f"{name} is not reported on stderr"
+
+
+def test_unreadable_file_is_refused(runs, reader) -> None:
+    if reader[0] is None:
+        pytest.skip(f"running as root, where chmod 000 does not stop reads, and {reader[1]}")
+    row = {Path(row["path"]).name: row for row in read_rows(runs[32][1])}["n_unreadable.jpg"]
+    assert row["error"] == "cannot read image: permission denied"
+
+
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_real_cells_and_valid_unusual_images_are_classified(runs, batch_size: int) -> None:
+    process, out = runs[batch_size]
+    rows = {Path(row["path"]).name: row for row in read_rows(out)}
+    for name in [*CELLS, *VALID]:
+        assert rows[name]["status"] == "ok" and rows[name]["error"] == "", rows[name]
+        assert rows[name]["label"] and 0.0 < float(rows[name]["confidence"]) <= 1.0
+    for name, cell in CELLS.items():
+        assert rows[name]["label"] == cell, (name, rows[name])
+    # alpha is dropped as in training, so an RGBA copy is the cell itself; a 16-bit grey copy is not white
+    assert rows["f_rgba.png"]["label"] == rows["c_cell.jpg"]["label"]
+    np.testing.assert_allclose(probabilities(rows["f_rgba.png"]), probabilities(rows["c_cell.jpg"]), atol=2e-6)
+    assert rows["h_grey16.png"]["label"] == rows["g_grey.png"]["label"]
+    np.testing.assert_allclose(probabilities(rows["h_grey16.png"]), probabilities(rows["g_grey.png"]), atol=2e-6)
+
+
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_exit_code_is_1_and_the_reports_are_written(runs, batch_size: int) -> None:
+    process, out = runs[batch_size]
+    assert process.returncode == 1, process.stderr
+    assert (out / "summary.json").is_file()
+    assert (out / "report.html").is_file() == (batch_size == 32)
+
+
+def test_hidden_files_are_ignored_and_non_images_skipped(runs) -> None:
+    process, out = runs[32]
+    names = {Path(row["path"]).name for row in read_rows(out)}
+    assert not {".hidden.jpg", "a_cell-checkpoint.jpg", "notes.txt", "q_link_to_this_folder"} & names
+    assert "skipping 1 file(s)" in process.stderr
+
+
+@pytest.mark.parametrize("name", ["i_bomb.png", "j_large.png", "k_thin.png"])
+def test_oversized_images_are_refused_before_their_pixels_are_decoded(slide: Path, monkeypatch, name: str) -> None:
+    def decode(self: ImageFile.ImageFile) -> None:
+        raise AssertionError(f"{name}: pixels decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+    with pytest.raises(ImageTooLargeError, match="image too large"):
+        load_cell_image(slide / name, SPEC)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(slide: Path) -> None:
+    with Image.open(slide / "h_grey16.png") as image:
+        assert image.mode == "I;16"
+        assert np.asarray(image.convert("RGB")).min() == 255  # what a plain convert does: white
+    np.testing.assert_array_equal(
+        load_cell_image(slide / "h_grey16.png", SPEC), load_cell_image(slide / "g_grey.png", SPEC)
+    )
+    assert load_cell_image(slide / "h_grey16.png", SPEC).std() > 10
+
+
+@pytest.fixture(scope="module")
+def non_utf8_run(workspace: Path, sources: dict[str, Path]) -> tuple[subprocess.CompletedProcess, Path, str]:
+    """A real cell beside a copy of it whose file name is not UTF-8 (``caf\\xe9.jpg`` in Latin-1)."""
+    folder = workspace / "latin1" / "slide_6"
+    folder.mkdir(parents=True)
+    shutil.copyfile(sources["basophil"], folder / "a_cell.jpg")
+    descriptor = os.open(os.fsencode(folder) + b"/caf\xe9.jpg", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(sources["basophil"].read_bytes())
+    (name,) = [path.name for path in folder.iterdir() if path.name != "a_cell.jpg"]
+    out = workspace / "latin1_report"
+    return run_infer("classify", folder, "--out", out, "--no-html", cwd=workspace), out, name
+
+
+def test_a_file_name_that_is_not_utf8_gets_one_row(non_utf8_run) -> None:
+    process, out, name = non_utf8_run
+    assert "Traceback" not in process.stderr and process.returncode == 0, process.stderr[-3000:]
+    rows = read_rows(out)
+    shown = os.fsencode(name).decode("utf-8", "replace")
+    assert shown == "caf\ufffd.jpg"
+    assert [Path(row["path"]).name for row in rows] == ["a_cell.jpg", shown]
+    assert rows[1]["status"] == "ok" and rows[1]["label"] == rows[0]["label"] == "basophil"
+
+
+def test_corpus_files_are_what_they_claim(slide: Path) -> None:
+    """The corpus is what it claims: the bomb is tiny on disk, the loop a loop, the unreadable file mode 000."""
+    assert (slide / "i_bomb.png").stat().st_size < 100_000
+    assert stat.S_IMODE((slide / "n_unreadable.jpg").stat().st_mode) == 0
+    assert (slide / "l_loop_a.jpg").is_symlink() and not (slide / "l_loop_a.jpg").exists()
