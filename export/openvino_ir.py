@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from hema.export.agreement import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
 from hema.export.calibration import calibration_cells
 from hema.export.fuse import read_card
 from hema.export.int8_quantisation import Int8Settings, quantise_with_accuracy_control
@@ -49,8 +50,8 @@ def export_openvino(
     precision: str = "fp32",
     calibration: Path | None = None,
     check_data: Path | None = None,
-    min_agreement: float = 0.99,
-    max_accuracy_drop: float = 0.005,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     settings: Int8Settings = Int8Settings(),
 ) -> ReducedPrecisionExport:
     """Write ``out`` (``.xml`` + ``.bin``) from the FP32 hema ONNX model ``source``.

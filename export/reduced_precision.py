@@ -12,7 +12,13 @@ from pathlib import Path
 
 import onnx
 
-from hema.export.agreement import AgreementError, AgreementReport, compare_models
+from hema.export.agreement import (
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    AgreementError,
+    AgreementReport,
+    compare_models,
+)
 from hema.export.fuse import attach_card, read_card
 from hema.export.int8_quantisation import Int8Settings
 from hema.runtime.card import ModelCard
@@ -62,8 +68,8 @@ def export_onnx_int8(
     out: Path,
     calibration: Path,
     check_data: Path | None = None,
-    min_agreement: float = 0.99,
-    max_accuracy_drop: float = 0.005,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     settings: Int8Settings = Int8Settings(),
 ) -> ReducedPrecisionExport:
     """Quantise ``source`` for ONNX Runtime and write ``out`` only if it agrees with FP32.

@@ -2,9 +2,9 @@
 
 An artifact's suffix says which engines can run it: ``.onnx`` runs on OpenVINO (plain-op heads) and ONNX
 Runtime, an OpenVINO IR ``.xml`` on OpenVINO, a serialized ``.engine`` on TensorRT. ``auto`` takes the fastest
-installed engine that loads the artifact (on a CPU OpenVINO before ONNX Runtime: about 2.4 times the
-throughput for EfficientNet-Lite0 on 2 cores), falling back to the next when one cannot run the model (an ONNX
-Runtime-only head).
+installed engine that loads the artifact (on a CPU OpenVINO before ONNX Runtime; on the AVX2-only 2-core CPU
+hema is developed on the two measured about level, see ``make bench``), falling back to the next when one
+cannot run the model (an ONNX Runtime-only head).
 """
 
 from __future__ import annotations
