@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from hema.runtime.signal_stack import signal_stack_kept
+
 __all__ = ["Int8Settings", "hardest_cells", "quantise", "quantise_with_accuracy_control"]
 
 Scorer = Callable[[Any], Callable[[np.ndarray], np.ndarray]]
@@ -74,7 +76,8 @@ def quantise(model: Any, calibration: np.ndarray, settings: Int8Settings = Int8S
     import nncf
 
     dataset, size = _calibration_dataset(calibration, settings)
-    return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=size)
+    with signal_stack_kept():  # NNCF makes and drops OpenVINO Cores of its own
+        return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=size)
 
 
 def quantise_with_accuracy_control(
@@ -111,13 +114,14 @@ def quantise_with_accuracy_control(
         score = scorer(candidate)
         return float(np.mean(np.concatenate([score(batch).argmax(axis=1) == labels for batch, labels in items])))
 
-    return nncf.quantize_with_accuracy_control(
-        model,
-        dataset,
-        nncf.Dataset(list(zip(validation, expected))),
-        validation_fn=agreement,
-        max_drop=settings.max_disagreement,
-        drop_type=nncf.DropType.ABSOLUTE,
-        preset=nncf.QuantizationPreset.PERFORMANCE,  # symmetric: zero points of 0, which TensorRT requires
-        subset_size=size,
-    )
+    with signal_stack_kept():  # NNCF makes and drops OpenVINO Cores of its own
+        return nncf.quantize_with_accuracy_control(
+            model,
+            dataset,
+            nncf.Dataset(list(zip(validation, expected))),
+            validation_fn=agreement,
+            max_drop=settings.max_disagreement,
+            drop_type=nncf.DropType.ABSOLUTE,
+            preset=nncf.QuantizationPreset.PERFORMANCE,  # symmetric: zero points of 0, which TensorRT requires
+            subset_size=size,
+        )

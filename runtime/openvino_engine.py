@@ -24,11 +24,10 @@ INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 
 @functools.cache
 def openvino_core() -> Any:
-    """One OpenVINO ``Core`` for the whole process.
+    """One OpenVINO ``Core`` for the whole process, as OpenVINO recommends.
 
-    Creating a ``Core`` per model and letting it go unloads OpenVINO's device plugins; a process that later
-    starts a subprocess (scikit-learn counting cores does) was then seen to die with SIGSEGV. One ``Core`` that
-    lives as long as the process is also what OpenVINO recommends.
+    Each ``Core`` that is released takes its CPU plugin with it, and plugins released out of order leave the
+    thread with an unmapped signal stack (:mod:`hema.runtime.signal_stack`); one ``Core`` is never released.
     """
     import openvino as ov
 

@@ -103,15 +103,3 @@ def pbc_test_split(pbc_dir: Path):
 
     return find_labelled_images(pbc_dir, "test")
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Count physical cores once, before any engine starts threads.
-
-    scikit-learn (through joblib) counts them the first time it is asked by running ``lscpu`` in a
-    subprocess; in a session where torch, ONNX Runtime and OpenVINO already run threads, the test process was
-    seen to die with SIGSEGV while waiting for that subprocess (8 of 9 full runs of tests/runtime and
-    tests/export). Asking once here, first, avoids it; joblib caches the answer.
-    """
-    from joblib import cpu_count
-
-    cpu_count(only_physical_cores=True)
