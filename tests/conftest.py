@@ -102,4 +102,3 @@ def pbc_test_split(pbc_dir: Path):
     from hema.train.data import find_labelled_images
 
     return find_labelled_images(pbc_dir, "test")
-
