@@ -25,6 +25,7 @@ from collections.abc import Iterator
 __all__ = ["SIGNAL_STACK_BYTES", "current_signal_stack", "pin_signal_stack", "signal_stack_kept"]
 
 SIGNAL_STACK_BYTES = 64 * 1024  # far above MINSIGSTKSZ with AVX-512 or AMX state (about 11 KiB)
+_SS_DISABLE = 2  # <signal.h>: the thread has no alternate signal stack
 
 
 class _StackT(ctypes.Structure):
@@ -45,7 +46,7 @@ def current_signal_stack() -> tuple[int, int] | None:
     """The calling thread's alternate signal stack as ``(address, bytes)``, or ``None`` when it has none."""
     stack = _StackT()
     _sigaltstack(None, stack)
-    return None if stack.ss_flags & 2 or not stack.ss_sp else (stack.ss_sp, stack.ss_size)  # 2: SS_DISABLE
+    return None if stack.ss_flags & _SS_DISABLE or not stack.ss_sp else (stack.ss_sp, stack.ss_size)
 
 
 def pin_signal_stack() -> None:

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("openvino")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signal stacks are pinned on Linux only")
 
 OUT_OF_ORDER_CORES = """
     import os, signal
@@ -39,8 +39,8 @@ OUT_OF_ORDER_CORES = """
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="alternate signal stacks are pinned on Linux")
 def test_a_signal_after_out_of_order_cores_is_handled() -> None:
+    pytest.importorskip("openvino")
     run = subprocess.run(
         [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(OUT_OF_ORDER_CORES)],
         capture_output=True,
