@@ -44,6 +44,9 @@ BackendOption = Annotated[
         help=f"Inference engine: auto (the fastest installed for the model) or one of {', '.join(BACKENDS)}.",
     ),
 ]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")]
+WorkersOption = Annotated[int, typer.Option(min=1, help="Threads decoding images.")]
+ThreadsOption = Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")]
 UnverifiedOption = Annotated[
     bool,
     typer.Option(
@@ -75,9 +78,9 @@ def classify(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for cells.csv, summary.json and report.html.")
     ] = Path("hema-report"),
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 32,
-    workers: Annotated[int, typer.Option(min=1, help="Threads decoding images.")] = 4,
-    threads: Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")] = 0,
+    batch_size: BatchSizeOption = 32,
+    workers: WorkersOption = 4,
+    threads: ThreadsOption = 0,
     backend: BackendOption = "auto",
     unverified: UnverifiedOption = False,
     no_html: Annotated[
@@ -169,9 +172,9 @@ def watch(
         ),
     ],
     model: ModelOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 32,
-    workers: Annotated[int, typer.Option(min=1, help="Threads decoding images.")] = 4,
-    threads: Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")] = 0,
+    batch_size: BatchSizeOption = 32,
+    workers: WorkersOption = 4,
+    threads: ThreadsOption = 0,
     backend: BackendOption = "auto",
     unverified: UnverifiedOption = False,
     poll_interval: Annotated[
