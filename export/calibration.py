@@ -21,22 +21,18 @@ def _decode(paths: list[Path], spec: InputSpec) -> np.ndarray:
     return np.stack(images)
 
 
-def calibration_cells(folder: Path, spec: InputSpec, count: int, pool: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train-split cells of ``folder``: ``count`` to calibrate with, and up to ``pool`` others to validate on.
+def calibration_cells(folder: Path, spec: InputSpec, count: int) -> np.ndarray:
+    """``count`` train-split cells of ``folder``, decoded and resized as the runtime does.
 
-    Both are spread evenly over the sorted file list, so every class folder contributes in proportion to its
+    They are spread evenly over the sorted file list, so every class folder contributes in proportion to its
     size and the choice is the same on every run.
 
     Returns:
-        ``(calibration, others)``, ``uint8`` arrays ``(n, height, width, 3)``.
+        ``uint8`` array ``(n, height, width, 3)``.
 
     Raises:
         ValueError: If the folder has no readable image in its train split.
     """
     paths = find_unlabelled_images([folder], "train")
-    ranks = np.linspace(0, len(paths) - 1, min(count + pool, len(paths))).round().astype(int)
-    chosen = [paths[rank] for rank in dict.fromkeys(ranks.tolist())]
-    calibrate = set(np.linspace(0, len(chosen) - 1, min(count, len(chosen))).round().astype(int).tolist())
-    first = [path for index, path in enumerate(chosen) if index in calibrate]
-    rest = [path for index, path in enumerate(chosen) if index not in calibrate]
-    return _decode(first, spec), _decode(rest, spec) if rest else np.empty((0, spec.height, spec.width, 3), np.uint8)
+    ranks = np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int)
+    return _decode([paths[rank] for rank in dict.fromkeys(ranks.tolist())], spec)

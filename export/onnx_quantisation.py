@@ -1,8 +1,8 @@
-"""INT8 ONNX for CPUs without OpenVINO: QDQ quantisation by NNCF, run by ONNX Runtime.
+"""The INT8 Q/DQ ONNX of a fused hema model, calibrated on train-split cells: what every INT8 engine is built from.
 
-Symmetric 8-bit weights and activations (zero points of 0: the Q/DQ form TensorRT's explicit quantisation also
-takes), statistics from train-split cells. Whether the result is good enough is decided afterwards on the test
-split by :func:`hema.export.reduced_precision.export_onnx_int8`. The card is carried over with its precision.
+ONNX Runtime runs it as it is, OpenVINO converts it to IR, TensorRT builds an engine from it
+(:mod:`hema.export.int8_quantisation` says what stays in FP32 and why). Whether it is good enough is decided
+afterwards on the test split by each export. The card is carried over with its precision and how it was made.
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ def quantise_onnx(source: Path, calibration: Path, settings: Int8Settings = Int8
     Args:
         source: The FP32 ``.onnx`` written by ``hema-export onnx``.
         calibration: Cell folder whose train split calibrates.
-        settings: Number of calibration cells and batch size.
+        settings: Calibration cells, batch size and the convolutions kept in FP32.
 
     Returns:
         The quantised model with its card (``precision="int8"``, how it was quantised).
     """
     model = onnx.load(str(source))
     card = read_card(model)
-    cells, _ = calibration_cells(calibration, card.input, settings.cells, 0)
+    cells = calibration_cells(calibration, card.input, settings.cells)
     details: dict[str, Any] = {
-        "method": "NNCF post-training quantisation, symmetric INT8 QDQ (ONNX Runtime, TensorRT)",
+        "method": "NNCF post-training quantisation, symmetric INT8 Q/DQ",
         "calibration": f"{len(cells)} cells of the train split of {calibration}",
+        "kept_in_fp32": f"the first {settings.fp32_convolutions} convolutions and everything after the embedding",
     }
     return attach_card(quantise(model, cells, settings), replace(card, precision="int8", quantisation=details))

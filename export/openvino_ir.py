@@ -1,38 +1,45 @@
 """Convert a fused hema ONNX model to OpenVINO IR in FP32, FP16 or INT8, with its model card inside.
 
 FP16 stores the weights in half precision (half the file); the CPU still computes in FP32, as the runtime
-pins ``INFERENCE_PRECISION_HINT``. INT8 is quantised by NNCF with accuracy control on train-split cells
-(:mod:`hema.export.int8_quantisation`). Every reduced-precision IR is compared with the FP32 ONNX model on the
-test split of a labelled folder before it is written; one that disagrees too much is not written at all.
+pins ``INFERENCE_PRECISION_HINT``. INT8 is the conversion of the Q/DQ ONNX that ONNX Runtime and TensorRT also
+use (:mod:`hema.export.onnx_quantisation`): one quantisation, calibrated on train-split cells, for every engine.
+Every reduced-precision IR is compared with the FP32 ONNX model on the test split of a labelled folder before it
+is written; one that disagrees too much is not written at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from hema.export.agreement import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
-from hema.export.calibration import calibration_cells
 from hema.export.fuse import read_card
-from hema.export.int8_quantisation import Int8Settings, quantise_with_accuracy_control
+from hema.export.int8_quantisation import Int8Settings
 from hema.export.reduced_precision import ReducedPrecisionExport, check_candidate
 from hema.runtime.card import ModelCard
-from hema.runtime.engine import IMAGE_INPUT, PROBABILITIES_OUTPUT
 from hema.runtime.manifest import write_manifest
-from hema.runtime.openvino_engine import OPENVINO_CARD_KEY, OpenVinoEngine, openvino_core
+from hema.runtime.openvino_engine import OPENVINO_CARD_KEY, OpenVinoEngine
 
 __all__ = ["OPENVINO_PRECISIONS", "export_openvino"]
 
 OPENVINO_PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def _openvino_scorer(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda images: compiled({IMAGE_INPUT: images})[PROBABILITIES_OUTPUT]
+def _converted_int8(source: Path, calibration: Path, settings: Int8Settings) -> tuple[Any, dict[str, Any]]:
+    """The Q/DQ INT8 ONNX of ``source`` as an ``openvino.Model``, and how it was quantised."""
+    import openvino as ov
+
+    from hema.export.onnx_quantisation import quantise_onnx
+
+    quantised = quantise_onnx(source, calibration, settings)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "int8.onnx"
+        onnx.save(quantised, str(path))
+        return ov.convert_model(str(path)), read_card(quantised).quantisation
 
 
 def _save(model: Any, card: ModelCard, out: Path, precision: str) -> list[Path]:
@@ -81,21 +88,13 @@ def export_openvino(
     check_data = check_data or calibration
     if precision != "fp32" and check_data is None:
         raise ValueError(f"a {precision} export is checked against FP32 on labelled cells: pass --check-data")
-    model = ov.convert_model(str(source))
     quantisation: dict[str, Any] = {}
     if precision == "int8":
         if calibration is None:
             raise ValueError("INT8 needs calibration cells: pass --calibration")
-        cells, pool = calibration_cells(calibration, card.input, settings.cells, settings.pool)
-        core = openvino_core()
-        reference = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        model = quantise_with_accuracy_control(model, cells, pool, _openvino_scorer, reference, settings)
-        quantisation = {
-            "method": "NNCF post-training quantisation with accuracy control (OpenVINO)",
-            "calibration": f"{len(cells)} cells of the train split of {calibration}",
-            "validation": f"the {settings.cells} least certain of {len(pool)} other train-split cells; at most "
-            f"{settings.max_disagreement:.1%} may change class",
-        }
+        model, quantisation = _converted_int8(source, calibration, settings)
+    else:
+        model = ov.convert_model(str(source))
     card = replace(card, precision=precision, quantisation=quantisation)
     report = None
     if check_data is not None:

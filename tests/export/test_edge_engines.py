@@ -25,7 +25,7 @@ from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.openvino_engine import OpenVinoEngine, openvino_core
 
 openvino = pytest.importorskip("openvino")
-SMALL_INT8 = Int8Settings(cells=40)  # 40 calibration + 40 validation cells keeps CI's quantisation near a minute
+SMALL_INT8 = Int8Settings(cells=40)  # 40 calibration cells keep CI's quantisation short
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,7 @@ def test_int8_export_is_quantised_and_records_its_agreement(
     again = compare_models(engine, reference, small_pbc_eval)
     assert again.label_agreement == pytest.approx(recorded["label_agreement"])
     assert again.label_agreement >= 0.8, again.summary()  # a working classifier, if not a faithful one
+    assert engine.card.quantisation["kept_in_fp32"].startswith(f"the first {SMALL_INT8.fp32_convolutions} ")
     if target == "onnxruntime":
         graph = onnx.load(str(result.path)).graph
         assert sum(node.op_type == "QuantizeLinear" for node in graph.node) >= 20
