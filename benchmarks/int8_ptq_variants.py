@@ -50,7 +50,7 @@ def _plain_nncf(**options: Any) -> Quantiser:
 
     def run(model: onnx.ModelProto, cells: np.ndarray) -> onnx.ModelProto:
         batches = [cells[start : start + BATCH] for start in range(0, len(cells), BATCH)]
-        return nncf.quantize(model, nncf.Dataset(batches, lambda b: {"image": b}), subset_size=len(cells), **options)
+        return nncf.quantize(model, nncf.Dataset(batches, lambda b: {"image": b}), subset_size=len(batches), **options)
 
     return run
 

@@ -94,6 +94,6 @@ def quantise(
             model,
             nncf.Dataset(batches, lambda batch: {IMAGE_INPUT: batch}),
             preset=nncf.QuantizationPreset.PERFORMANCE,  # symmetric: zero points of 0, which TensorRT requires
-            subset_size=len(calibration),
+            subset_size=len(batches),  # NNCF counts dataset items: batches, not cells
             ignored_scope=ignored,
         )

@@ -36,12 +36,16 @@ def torch_module_for(extractor: FeatureExtractor) -> tuple[CellBackbone | None, 
     if extractor.torch_backbone is not None:
         return extractor.torch_backbone, "the torch backbone itself"
     card = extractor.description
-    if card.get("arch") == DEFAULT_ARCH and card.get("source") == "imagenet":
-        module = create_backbone(DEFAULT_ARCH, image_size=int(card.get("image_size", 224)))
+    source, size = card.get("source"), int(card.get("image_size", 224))
+    if card.get("arch") == DEFAULT_ARCH and source == "imagenet":
+        module = create_backbone(DEFAULT_ARCH, image_size=size)
         return module, "ImageNet EfficientNet-Lite0 rebuilt in torch from the ONNX model's card (parity checked)"
+    if source not in (None, "imagenet", "scratch") and Path(source).is_file():
+        module = create_backbone(source, card.get("arch"), image_size=size)
+        return module, f"rebuilt in torch from the checkpoint {source} that the ONNX model's card names"
     return None, (
         f"the backbone is an ONNX model ({card.get('arch')}, source {card.get('source')}) with no torch module "
-        "to take gradients or attention from: saliency maps skipped"
+        "to take gradients or attention from (a checkpoint it names must be on this machine): saliency maps skipped"
     )
 
 

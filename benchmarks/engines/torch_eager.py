@@ -1,9 +1,10 @@
 """The exported model rebuilt as a PyTorch eager module: the baseline every engine is measured against.
 
-The backbone comes from :func:`hema.train.saliency_report.torch_module_for` (timm's ImageNet
-EfficientNet-Lite0 rebuilt from the model card; it takes ``uint8`` NHWC and normalises inside, as the ONNX
-graph does). The linear head's weights are read from the fused ONNX file (initializers ``head/head_weight`` and
-``head/head_bias``), then softmax. Label agreement with ONNX Runtime FP32 in the benchmark shows the two match.
+The backbone comes from :func:`hema.train.saliency_report.torch_module_for` (timm's EfficientNet-Lite0 rebuilt
+from the model card: ImageNet weights, or the checkpoint the card names when it is on this machine; it takes
+``uint8`` NHWC and normalises inside, as the ONNX graph does). The linear head's weights are read from the
+fused ONNX file (initializers ``head/head_weight`` and ``head/head_bias``), then softmax. Label agreement with
+ONNX Runtime FP32 in the benchmark shows the two match.
 """
 
 from __future__ import annotations

@@ -25,21 +25,23 @@ def test_noise_to_spread_is_the_median_ratio_over_varying_features() -> None:
 def test_markdown_has_one_row_per_variant_with_the_drop() -> None:
     rows = [
         {
-            "variant": "default",
+            "variant": "every layer",
             "label_agreement": 0.9186,
             "balanced_accuracy": 0.8646,
             "noise_to_spread": 0.45,
             "seconds": 29.4,
         },
         {
-            "variant": "mixed",
+            "variant": "recipe",
             "label_agreement": 0.99,
             "balanced_accuracy": 0.9020,
             "noise_to_spread": 0.1,
+            "openvino_label_agreement": 0.9906,
+            "openvino_balanced_accuracy": 0.9004,
             "seconds": 27.0,
         },
     ]
     table = markdown(rows, 0.9014, 639)
-    assert "| default | 91.86% | 0.8646 (-0.0368) | 0.45 | 29 |" in table
-    assert "| mixed | 99.00% | 0.9020 (+0.0006) | 0.10 | 27 |" in table
+    assert "| every layer | 91.86% | 0.8646 (-0.0368) | 0.45 |  |  | 29 |" in table
+    assert "| recipe | 99.00% | 0.9020 (+0.0006) | 0.10 | 99.06% | 0.9004 (-0.0010) | 27 |" in table
     assert "639 test cells" in table

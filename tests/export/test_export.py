@@ -164,16 +164,16 @@ def test_exported_model_runs_in_hema_infer(lite0_export, small_pbc_eval: Path, t
 
 
 @pytest.fixture(scope="module")
-def default_features(small_pbc: Path):
+def lite0_features(small_pbc: Path):
     from hema.train.features import open_feature_extractor
 
-    extractor = open_feature_extractor("default")
+    extractor = open_feature_extractor("efficientnet_lite0")  # ImageNet Lite0 in torch, as LITE0 records
     pool = find_labelled_images(small_pbc)
     return extractor, pool, extractor(pool.paths), small_pbc
 
 
-def _fit_and_save(kind: str, default_features, folder: Path, backbone: dict, dims: int | None = None) -> FittedHead:
-    extractor, pool, features, pool_folder = default_features
+def _fit_and_save(kind: str, lite0_features, folder: Path, backbone: dict, dims: int | None = None) -> FittedHead:
+    extractor, pool, features, pool_folder = lite0_features
     head = fit_head(features[:, :dims], pool.labels, pool.class_names, HeadConfig(kind=kind, k=5, trees=30))
     head.metadata.update(
         backbone=backbone,
@@ -188,12 +188,12 @@ LITE0 = {"arch": "efficientnet_lite0", "source": "imagenet", "image_size": 224, 
 
 
 @pytest.fixture(scope="module")
-def exported_heads(default_features, tiny_parity: Path, tmp_path_factory: pytest.TempPathFactory):
+def exported_heads(lite0_features, tiny_parity: Path, tmp_path_factory: pytest.TempPathFactory):
     """knn, svm and rf heads exported with ``hema-export onnx`` (backbone: torch Lite0, from the head's record)."""
     exported = {}
     for kind in ("knn", "svm", "rf"):
         folder = tmp_path_factory.mktemp(f"head_{kind}")
-        head = _fit_and_save(kind, default_features, folder / "head", LITE0)
+        head = _fit_and_save(kind, lite0_features, folder / "head", LITE0)
         out = folder / "model.onnx"
         result = invoke(export_app, "onnx", "--head", folder / "head", "--out", out, "--parity-data", tiny_parity)
         exported[kind] = (head, out, result)
@@ -203,11 +203,11 @@ def exported_heads(default_features, tiny_parity: Path, tmp_path_factory: pytest
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["knn", "svm", "rf"])
 def test_other_heads_fuse_and_run_in_onnxruntime(
-    exported_heads, default_features, small_pbc_eval: Path, kind: str
+    exported_heads, lite0_features, small_pbc_eval: Path, kind: str
 ) -> None:
     head, out, result = exported_heads[kind]
     assert result.exit_code == 0, result.output
-    extractor = default_features[0]
+    extractor = lite0_features[0]
     images = few_images(small_pbc_eval, 1)
     expected = head.predict_proba(extractor(images))
     probabilities = session(out).run(["probabilities"], {"image": runtime_batch(images, card_of(out))})[0]
@@ -232,23 +232,23 @@ def test_card_engines_by_head(exported_heads, lite0_export, kind: str, plain: bo
 
 @pytest.mark.slow
 def test_check_parity_passes_on_the_true_reference(
-    lite0_export, lite0_head: Path, default_features, small_pbc_eval: Path
+    lite0_export, lite0_head: Path, lite0_features, small_pbc_eval: Path
 ) -> None:
     path, _ = lite0_export
     head = FittedHead.load(lite0_head)
-    report = check_parity(path.read_bytes(), few_images(small_pbc_eval, 1), default_features[0], head.predict_proba)
+    report = check_parity(path.read_bytes(), few_images(small_pbc_eval, 1), lite0_features[0], head.predict_proba)
     assert report.images == 8 and report.label_agreement == 1.0
     assert report.max_probability_difference < 1e-3
 
 
 @pytest.mark.slow
 def test_broken_reference_raises_parity_error(
-    lite0_export, lite0_head: Path, default_features, small_pbc_eval: Path
+    lite0_export, lite0_head: Path, lite0_features, small_pbc_eval: Path
 ) -> None:
     path, _ = lite0_export
     head = FittedHead.load(lite0_head)
     images = few_images(small_pbc_eval, 1)
-    extractor = default_features[0]
+    extractor = lite0_features[0]
     with pytest.raises(ParityError, match="probabilities differ"):
         check_parity(path.read_bytes(), images, extractor, lambda e: head.predict_proba(e)[:, ::-1])
     with pytest.raises(ParityError, match="embeddings differ"):
@@ -257,9 +257,9 @@ def test_broken_reference_raises_parity_error(
         check_parity(path.read_bytes(), [], extractor, head.predict_proba)
 
 
-def test_head_and_backbone_of_different_sizes_exit_2(default_features, tiny_parity: Path, tmp_path: Path) -> None:
+def test_head_and_backbone_of_different_sizes_exit_2(lite0_features, tiny_parity: Path, tmp_path: Path) -> None:
     backbone = {"arch": "resnet10t", "source": "scratch", "image_size": 224, "embedding_dim": 512}
-    _fit_and_save("lr", default_features, tmp_path / "head", backbone, dims=64)
+    _fit_and_save("lr", lite0_features, tmp_path / "head", backbone, dims=64)
     result = invoke(export_app, "onnx", "--head", tmp_path / "head", "--out", tmp_path / "model.onnx",
                     "--parity-data", tiny_parity)  # fmt: skip
     assert result.exit_code == 2, result.output
@@ -267,9 +267,9 @@ def test_head_and_backbone_of_different_sizes_exit_2(default_features, tiny_pari
     assert not (tmp_path / "model.onnx").exists()
 
 
-def test_head_fitted_on_the_default_onnx_backbone_exports(default_features, tiny_parity: Path, tmp_path: Path) -> None:
-    extractor = default_features[0]
-    head = _fit_and_save("lr", default_features, tmp_path / "head", extractor.description)
+def test_head_fitted_on_the_default_onnx_backbone_exports(lite0_features, tiny_parity: Path, tmp_path: Path) -> None:
+    extractor = lite0_features[0]
+    head = _fit_and_save("lr", lite0_features, tmp_path / "head", extractor.description)
     result = invoke(export_app, "onnx", "--head", tmp_path / "head", "--out", tmp_path / "model.onnx",
                     "--parity-data", tiny_parity)  # fmt: skip
     assert result.exit_code == 0, (result.output, result.exception)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import onnx
 import pytest
+from typer.testing import CliRunner
 
 from hema.export.agreement import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, compare_models
 from hema.export.fuse import read_card
 from hema.export.int8_quantisation import Int8Settings, floating_point_nodes
 from hema.export.onnx_quantisation import quantise_onnx
+from hema.runtime.backends import installed_backends
+from hema.runtime.cli import app as infer_app
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
 from hema.runtime.engine import EMBEDDING_OUTPUT
 from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
@@ -93,3 +97,26 @@ def test_a_model_with_an_unnamed_node_is_refused(fp32: onnx.ModelProto) -> None:
     next(node for node in model.graph.node if node.op_type == "Conv").name = ""
     with pytest.raises(ValueError, match="must have a name"):
         floating_point_nodes(model, 1)
+
+
+def _classify(model: Path, cells: Path, out: Path, backend: str) -> list[dict[str, str]]:
+    args = ["classify", str(cells), "--out", str(out), "--model", str(model), "--backend", backend, "--no-html"]
+    result = CliRunner().invoke(infer_app, [*args, "--unverified"] if model != DEFAULT_MODEL_PATH else args)
+    assert result.exit_code == 0, result.output
+    with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_classify_with_the_int8_model_gives_the_fp32_rows(
+    backend: str, int8_model: Path, small_pbc_eval: Path, tmp_path: Path
+) -> None:
+    """hema-infer's rows with INT8 are FP32's, up to the quantisation agreement (32 cells: at most one change)."""
+    if backend not in installed_backends():
+        pytest.skip(f"{backend} is not installed")
+    reference = _classify(DEFAULT_MODEL_PATH, small_pbc_eval, tmp_path / "fp32", "onnxruntime")
+    got = _classify(int8_model, small_pbc_eval, tmp_path / "int8", backend)
+    assert [(row["path"], row["status"]) for row in got] == [(row["path"], row["status"]) for row in reference]
+    changed = sum(a["label"] != b["label"] for a, b in zip(got, reference))
+    assert changed <= 1, changed

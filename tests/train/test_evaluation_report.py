@@ -226,6 +226,18 @@ def test_saliency_module_for_onnx_backbones() -> None:
     assert module is None and "skipped" in reason
 
 
+def test_saliency_module_for_a_backbone_whose_checkpoint_is_here(tmp_path: Path) -> None:
+    trained = create_backbone("efficientnet_lite0", pretrained=False, image_size=64)
+    checkpoint = tmp_path / "best.pt"
+    torch.save(trained.model.state_dict(), checkpoint)
+    card = {"arch": "efficientnet_lite0", "source": str(checkpoint), "image_size": 64}
+    module, origin = torch_module_for(FeatureExtractor(card))
+    assert isinstance(module, CellBackbone) and str(checkpoint) in origin
+    images = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(module.eval()(images), trained.eval()(images))
+
+
 @pytest.mark.parametrize(
     "option, value", [("--heads", "lr,bogus"), ("--shots", "1,two"), ("--shots", "0,5"), ("--heads", ",")]
 )
@@ -243,7 +255,10 @@ def test_missing_data_exits_2(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(small_pbc: Path, small_pbc_eval: Path, bccd_dir: Path, make_image_folder, tmp_path_factory):
-    """5 train + 4 test PBC cells per class, 3 + up to 3 BCCD cells per class; 1 repeat, shots 1 and 2."""
+    """5 train + 4 test PBC cells per class, 3 + up to 3 BCCD cells per class; 1 repeat, shots 1 and 2.
+
+    ImageNet Lite0 in torch: a backbone every machine has, with the torch module Grad-CAM needs.
+    """
     root = tmp_path_factory.mktemp("evaluate")
     pbc = {
         name: [p.resolve() for p in sorted((small_pbc / name).iterdir())[:5]]
@@ -261,7 +276,8 @@ def tiny_run(small_pbc: Path, small_pbc_eval: Path, bccd_dir: Path, make_image_f
     pbc_root, bccd_root = make_image_folder(root / "pbc", pbc), make_image_folder(root / "bccd", bccd)
     out = root / "report"
     args = ["evaluate", "--data", pbc_root, "--cross-domain", bccd_root, "--out", out, "--repeats", 1,
-            "--shots", "1,2", "--umap-cells", 40, "--gradcam-per-class", 1]  # fmt: skip
+            "--shots", "1,2", "--umap-cells", 40, "--gradcam-per-class", 1,
+            "--backbone", "efficientnet_lite0"]  # fmt: skip
     result = CliRunner().invoke(app, [str(arg) for arg in args])
     return result, out
 
