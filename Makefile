@@ -64,8 +64,8 @@ mdd-cpu: install
 
 # Edge artifacts of MODEL in build/edge: OpenVINO IR fp32, fp16 and int8, and ONNX Runtime int8. Each build's output
 # ends in a log beside it (the make target) with "exit CODE after SECONDS s": rebuilt only when MODEL changes, and an
-# INT8 export that its accuracy check refuses is not retried on every run (make bench shows the reason). The INT8
-# builds (NNCF accuracy control) take several minutes each on 2 cores.
+# INT8 export that its accuracy check refuses is not retried on every run (make bench shows the reason). Each INT8
+# build (NNCF calibration, then the check on the test split) takes about a minute on 2 cores.
 MODEL ?= $(DEFAULT_MODEL)
 EDGE := build/edge
 EDGE_STEM := $(EDGE)/$(basename $(notdir $(MODEL)))

@@ -88,7 +88,7 @@ def build_tensorrt_engine(
         optimal_batch: Batch the kernels are tuned for.
         timing_cache: File to read and update with kernel timings (faster rebuilds).
         workspace_gib: Scratch memory TensorRT may use while building.
-        settings: INT8 agreement bound.
+        settings: INT8 calibration cells and the convolutions kept in FP32.
 
     Raises:
         ModelError: If TensorRT, cuda-python or a GPU is missing.
