@@ -163,17 +163,27 @@ def test_exported_model_runs_in_hema_infer(lite0_export, small_pbc_eval: Path, t
 # embedded model's ONNX embeddings (the same ImageNet Lite0, equal to torch within ~1e-6) to save torch time.
 
 
-@pytest.fixture(scope="module")
-def lite0_features(small_pbc: Path):
+def _pool_features(backbone: str, small_pbc: Path):
+    """``(extractor, labelled pool, pool features, pool folder)`` of the small PBC pool."""
     from hema.train.features import open_feature_extractor
 
-    extractor = open_feature_extractor("efficientnet_lite0")  # ImageNet Lite0 in torch, as LITE0 records
+    extractor = open_feature_extractor(backbone)
     pool = find_labelled_images(small_pbc)
     return extractor, pool, extractor(pool.paths), small_pbc
 
 
-def _fit_and_save(kind: str, lite0_features, folder: Path, backbone: dict, dims: int | None = None) -> FittedHead:
-    extractor, pool, features, pool_folder = lite0_features
+@pytest.fixture(scope="module")
+def lite0_features(small_pbc: Path):
+    return _pool_features("efficientnet_lite0", small_pbc)  # ImageNet Lite0 in torch, as LITE0 records
+
+
+@pytest.fixture(scope="module")
+def default_features(small_pbc: Path):
+    return _pool_features("default", small_pbc)  # the embedded model's backbone, run by ONNX Runtime
+
+
+def _fit_and_save(kind: str, features_of_pool, folder: Path, backbone: dict, dims: int | None = None) -> FittedHead:
+    extractor, pool, features, pool_folder = features_of_pool
     head = fit_head(features[:, :dims], pool.labels, pool.class_names, HeadConfig(kind=kind, k=5, trees=30))
     head.metadata.update(
         backbone=backbone,
@@ -267,9 +277,10 @@ def test_head_and_backbone_of_different_sizes_exit_2(lite0_features, tiny_parity
     assert not (tmp_path / "model.onnx").exists()
 
 
-def test_head_fitted_on_the_default_onnx_backbone_exports(lite0_features, tiny_parity: Path, tmp_path: Path) -> None:
-    extractor = lite0_features[0]
-    head = _fit_and_save("lr", lite0_features, tmp_path / "head", extractor.description)
+def test_head_fitted_on_the_default_onnx_backbone_exports(default_features, tiny_parity: Path, tmp_path: Path) -> None:
+    extractor = default_features[0]
+    assert extractor.onnx_engine is not None
+    head = _fit_and_save("lr", default_features, tmp_path / "head", extractor.description)
     result = invoke(export_app, "onnx", "--head", tmp_path / "head", "--out", tmp_path / "model.onnx",
                     "--parity-data", tiny_parity)  # fmt: skip
     assert result.exit_code == 0, (result.output, result.exception)
