@@ -30,7 +30,7 @@ import onnx
 from hema.export.agreement import AgreementReport, compare_models
 from hema.export.calibration import calibration_cells
 from hema.export.fuse import attach_card, read_card
-from hema.export.int8_quantisation import Int8Settings, quantise
+from hema.export.int8_quantisation import Int8Settings, calibration_dataset, quantise
 from hema.runtime.batches import decoded_batches
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
 from hema.runtime.engine import EMBEDDING_OUTPUT, Engine
@@ -49,8 +49,8 @@ def _plain_nncf(**options: Any) -> Quantiser:
     import nncf
 
     def run(model: onnx.ModelProto, cells: np.ndarray) -> onnx.ModelProto:
-        batches = [cells[start : start + BATCH] for start in range(0, len(cells), BATCH)]
-        return nncf.quantize(model, nncf.Dataset(batches, lambda b: {"image": b}), subset_size=len(batches), **options)
+        dataset, batches = calibration_dataset(cells, BATCH)
+        return nncf.quantize(model, dataset, subset_size=batches, **options)
 
     return run
 

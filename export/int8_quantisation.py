@@ -18,6 +18,7 @@ How close is close enough is decided afterwards, on the test split, by :mod:`hem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -25,7 +26,7 @@ import onnx
 from hema.runtime.engine import EMBEDDING_OUTPUT, IMAGE_INPUT
 from hema.runtime.signal_stack import signal_stack_kept
 
-__all__ = ["Int8Settings", "floating_point_nodes", "quantise"]
+__all__ = ["Int8Settings", "calibration_dataset", "floating_point_nodes", "quantise"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ def floating_point_nodes(model: onnx.ModelProto, fp32_convolutions: int) -> list
     return names
 
 
+def calibration_dataset(calibration: np.ndarray, batch_size: int) -> tuple[Any, int]:
+    """The cells as an ``nncf.Dataset`` of model inputs in batches, and how many batches (NNCF's ``subset_size``)."""
+    import nncf
+
+    batches = [calibration[start : start + batch_size] for start in range(0, len(calibration), batch_size)]
+    return nncf.Dataset(batches, lambda batch: {IMAGE_INPUT: batch}), len(batches)
+
+
 def quantise(
     model: onnx.ModelProto, calibration: np.ndarray, settings: Int8Settings = Int8Settings()
 ) -> onnx.ModelProto:
@@ -86,14 +95,13 @@ def quantise(
     """
     import nncf
 
-    size = settings.batch_size
-    batches = [calibration[start : start + size] for start in range(0, len(calibration), size)]
+    dataset, batches = calibration_dataset(calibration, settings.batch_size)
     ignored = nncf.IgnoredScope(names=floating_point_nodes(model, settings.fp32_convolutions))
     with signal_stack_kept():  # NNCF makes and drops OpenVINO Cores of its own
         return nncf.quantize(
             model,
-            nncf.Dataset(batches, lambda batch: {IMAGE_INPUT: batch}),
+            dataset,
             preset=nncf.QuantizationPreset.PERFORMANCE,  # symmetric: zero points of 0, which TensorRT requires
-            subset_size=len(batches),  # NNCF counts dataset items: batches, not cells
+            subset_size=batches,  # NNCF counts dataset items: batches, not cells
             ignored_scope=ignored,
         )
