@@ -32,10 +32,10 @@ from engines.runner import WorkerFailed, run_worker
 from engines.scoring import check_goals, score_engines
 from engines.stages import decode_threads, draft_mode, stage_profile
 
-from hema.export.fuse import read_card
-from hema.runtime.backends import open_engine
+from hema.export.graph.fuse import read_card
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
-from hema.train.evaluation import classification_metrics
+from hema.runtime.engines.backends import open_engine
+from hema.train.evaluate.metrics import classification_metrics
 
 
 def _arguments() -> argparse.Namespace:

@@ -14,10 +14,10 @@ import json
 import time
 from pathlib import Path
 
-from hema.train.data import find_labelled_images
-from hema.train.features import open_feature_extractor
-from hema.train.fewshot import run_fewshot
-from hema.train.heads import HeadConfig
+from hema.train.data.folders import find_labelled_images
+from hema.train.fewshot.draws import run_fewshot
+from hema.train.fewshot.features import open_feature_extractor
+from hema.train.fewshot.heads import HeadConfig
 
 
 def _row(rows: list[dict], head: str, n: int) -> dict:

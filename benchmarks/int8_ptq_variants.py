@@ -2,12 +2,13 @@
 
 For each variant of the fused FP32 ONNX model (symmetric Q/DQ, calibrated on 300 train-split cells), run by ONNX
 Runtime: label agreement with FP32 and balanced accuracy on the test split (by
-:func:`hema.export.agreement.compare_models`, as the export gate measures them), and how loud the INT8 noise is in
+:func:`hema.export.precision.agreement.compare_models`, as the export gate measures them), and how loud the INT8
+noise is in
 the embedding the head reads: for each feature, the spread of (INT8 - FP32) over the test cells divided by the
 spread of the FP32 feature over the same cells, median over features. A linear head separates cells along
 directions in which features vary between cells; where the noise is a sizeable share of that variation, cells
 near a class boundary change class. The variants are plain NNCF settings with every layer quantised, and hema's
-recipe (:mod:`hema.export.int8_quantisation`) with 0 to 9 of the first convolutions kept in FP32; the recipe's
+recipe (:mod:`hema.export.precision.int8_quantisation`) with 0 to 9 of the first convolutions kept in FP32; the recipe's
 models are also converted to OpenVINO IR and checked there.
 
     .venv/bin/python benchmarks/int8_ptq_variants.py --data ../shared/data/pbc --out benchmarks/results
@@ -27,16 +28,16 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hema.export.agreement import AgreementReport, compare_models
-from hema.export.calibration import calibration_cells
-from hema.export.fuse import attach_card, read_card
-from hema.export.int8_quantisation import Int8Settings, calibration_dataset, quantise
+from hema.export.graph.fuse import attach_card, read_card
+from hema.export.precision.agreement import AgreementReport, compare_models
+from hema.export.precision.calibration_cells import calibration_cells
+from hema.export.precision.int8_quantisation import Int8Settings, calibration_dataset, quantise
 from hema.runtime.batches import decoded_batches
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
-from hema.runtime.engine import EMBEDDING_OUTPUT, Engine
-from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
-from hema.runtime.openvino_engine import OpenVinoEngine
-from hema.train.data import find_labelled_images
+from hema.runtime.engines.base import EMBEDDING_OUTPUT, Engine
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.engines.openvino_engine import OpenVinoEngine
+from hema.train.data.folders import find_labelled_images
 
 CALIBRATION_CELLS = 300
 BATCH = 16

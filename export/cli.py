@@ -8,16 +8,16 @@ from typing import Annotated
 
 import typer
 
-from hema.export.agreement import (
+from hema.cli_support import user_errors_exit_2
+from hema.export.fused_model import ExportResult, export_backbone, export_classifier
+from hema.export.graph.parity import ParityError
+from hema.export.precision.agreement import (
     DEFAULT_MAX_ACCURACY_DROP,
     DEFAULT_MIN_AGREEMENT,
     AgreementError,
     compare_models,
 )
-from hema.export.classifier import ExportResult, export_backbone, export_classifier
-from hema.export.parity import ParityError
-from hema.export.reduced_precision import ReducedPrecisionExport, export_onnx_int8
-from hema.train.command_errors import user_errors_exit_2
+from hema.export.precision.reduced_precision import ReducedPrecisionExport, export_onnx_int8
 
 __all__ = ["app"]
 
@@ -154,7 +154,7 @@ def openvino(
 
     FP16 and INT8 are written only if they agree with the FP32 ONNX model on the check cells' test split.
     """
-    from hema.export.openvino_ir import export_openvino
+    from hema.export.precision.openvino_ir import export_openvino
 
     _report_reduced(
         _checked(
@@ -180,7 +180,7 @@ def tensorrt(
     Engines only run on the GPU model and TensorRT version that built them. Check the engine afterwards with
     `hema-export check ENGINE --reference MODEL.onnx --data CELLS`.
     """
-    from hema.export.tensorrt_build import build_tensorrt_engine
+    from hema.export.precision.tensorrt_build import build_tensorrt_engine
 
     path = _checked(
         lambda: build_tensorrt_engine(model, out, precision, calibration, max_batch, optimal_batch, timing_cache)
@@ -202,7 +202,7 @@ def check(
 
     Exit code 0 when within the thresholds, 1 when not, 2 when a model or the data cannot be used.
     """
-    from hema.runtime.backends import open_engine
+    from hema.runtime.engines.backends import open_engine
 
     def compare() -> object:
         return compare_models(open_engine(artifact, backend), open_engine(reference, "onnxruntime"), data, split)

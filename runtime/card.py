@@ -8,21 +8,13 @@ it did, so that a lab can see what it is running with ``hema-infer info``.
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-__all__ = ["CARD_METADATA_KEY", "CARD_SCHEMA_VERSION", "InputSpec", "ModelCard", "command_line"]
+__all__ = ["CARD_METADATA_KEY", "CARD_SCHEMA_VERSION", "InputSpec", "ModelCard"]
 
 CARD_METADATA_KEY = "hema.model_card"
 CARD_SCHEMA_VERSION = 1
-
-
-def command_line() -> str:
-    """This process's command line, program name without its folder, for a card's provenance."""
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hema.runtime.batches import decoded_batches
-from hema.runtime.engine import PROBABILITIES_OUTPUT, Engine
+from hema.runtime.engines.base import PROBABILITIES_OUTPUT, Engine
 from hema.runtime.review import ReviewPolicy
 
 __all__ = ["CellResult", "classify_files", "slide_of"]

@@ -9,17 +9,17 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from hema.runtime.backends import BACKENDS, open_engine
 from hema.runtime.classify import classify_files
 from hema.runtime.default_model import resolve_model_path
 from hema.runtime.discovery import find_cell_images
-from hema.runtime.engine import Engine, ModelError
-from hema.runtime.html_report import write_html_report
-from hema.runtime.journal import JournalError
+from hema.runtime.engines.backends import BACKENDS, open_engine
+from hema.runtime.engines.base import Engine, ModelError
 from hema.runtime.manifest import manifest_path
-from hema.runtime.reports import CsvCellWriter, format_summary, summarise, write_summary
+from hema.runtime.reports.html_page import write_html_report
+from hema.runtime.reports.tables import CsvCellWriter, format_summary, summarise, write_summary
 from hema.runtime.review import ReviewPolicy
-from hema.runtime.watch import JOURNAL_NAME, StopFlag, WatchSettings, stop_on_signals, watch_folder
+from hema.runtime.watch.journal import JournalError
+from hema.runtime.watch.watcher import JOURNAL_NAME, StopFlag, WatchSettings, stop_on_signals, watch_folder
 
 __all__ = ["app"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hema.runtime.engine import ModelError
+from hema.runtime.engines.base import ModelError
 
 __all__ = [
     "MANIFEST_SUFFIX",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hema.runtime.card import ModelCard
-from hema.runtime.engine import NOVELTY_OUTPUT, PROBABILITIES_OUTPUT
+from hema.runtime.engines.base import NOVELTY_OUTPUT, PROBABILITIES_OUTPUT
 
 __all__ = ["LOW_CONFIDENCE", "OUT_OF_DISTRIBUTION", "ReviewPolicy"]
 

@@ -65,7 +65,7 @@ def link_image_folder(root: Path, paths_by_class: dict[str, list[Path]]) -> Path
 
 
 def _first_per_class(pbc: Path, split: str, per_class: int) -> dict[str, list[Path]]:
-    from hema.train.data import find_labelled_images
+    from hema.train.data.folders import find_labelled_images
 
     labelled = find_labelled_images(pbc, split)
     chosen: dict[str, list[Path]] = {}
@@ -98,7 +98,7 @@ def make_image_folder():
 
 @pytest.fixture(scope="session")
 def pbc_test_split(pbc_dir: Path):
-    """PBC's test split (:func:`hema.train.data.find_labelled_images`), computed once."""
-    from hema.train.data import find_labelled_images
+    """PBC's test split (:func:`hema.train.data.folders.find_labelled_images`), computed once."""
+    from hema.train.data.folders import find_labelled_images
 
     return find_labelled_images(pbc_dir, "test")

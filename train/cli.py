@@ -9,17 +9,16 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from hema.runtime.card import command_line
-from hema.train.adapt_command import adapt
-from hema.train.command_errors import user_errors_exit_2
-from hema.train.data import SPLITS, find_labelled_images
-from hema.train.evaluate_command import evaluate
-from hema.train.evaluation import plot_confusion_matrix
-from hema.train.features import DEFAULT_BACKBONE, open_feature_extractor
-from hema.train.fewshot import run_fewshot
-from hema.train.heads import HEAD_KINDS, HeadConfig
-from hema.train.ssl_command import ssl
-from hema.train.supervised_command import supervised
+from hema.cli_support import command_line, user_errors_exit_2
+from hema.train.adapt.command import adapt
+from hema.train.data.folders import SPLITS, find_labelled_images
+from hema.train.dino.command import ssl
+from hema.train.evaluate.command import evaluate
+from hema.train.evaluate.metrics import plot_confusion_matrix
+from hema.train.fewshot.draws import run_fewshot
+from hema.train.fewshot.features import DEFAULT_BACKBONE, open_feature_extractor
+from hema.train.fewshot.heads import HEAD_KINDS, HeadConfig
+from hema.train.supervised.command import supervised
 
 __all__ = ["app"]
 

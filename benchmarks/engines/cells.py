@@ -63,7 +63,7 @@ def decode_cells(data: Path, split: str, class_names: tuple[str, ...], spec: obj
         ValueError: If a class folder is not a class of the model or a cell cannot be decoded.
     """
     from hema.runtime.batches import decoded_batches
-    from hema.train.data import find_labelled_images
+    from hema.train.data.folders import find_labelled_images
 
     labelled = find_labelled_images(data, split)
     unknown = sorted(set(labelled.class_names) - set(class_names))

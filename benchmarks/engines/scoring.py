@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engines.candidates import BASELINE, REFERENCE
-from hema.train.evaluation import classification_metrics
+from hema.train.evaluate.metrics import classification_metrics
 
 __all__ = ["GOALS", "best_engine", "check_goals", "score_engines"]
 

@@ -19,9 +19,9 @@ from PIL import Image
 
 from hema.runtime.batches import decoded_batches
 from hema.runtime.classify import CellResult, slide_of
-from hema.runtime.engine import PROBABILITIES_OUTPUT, Engine
+from hema.runtime.engines.base import PROBABILITIES_OUTPUT, Engine
 from hema.runtime.preprocessing import resize_cell_image
-from hema.runtime.reports import CsvCellWriter
+from hema.runtime.reports.tables import CsvCellWriter
 
 __all__ = ["decode_threads", "draft_mode", "stage_profile"]
 

@@ -1,6 +1,6 @@
 """The exported model rebuilt as a PyTorch eager module: the baseline every engine is measured against.
 
-The backbone comes from :func:`hema.train.saliency_report.torch_module_for` (timm's EfficientNet-Lite0 rebuilt
+The backbone comes from :func:`hema.train.evaluate.saliency.torch_module_for` (timm's EfficientNet-Lite0 rebuilt
 from the model card: ImageNet weights, or the checkpoint the card names when it is on this machine; it takes
 ``uint8`` NHWC and normalises inside, as the ONNX graph does). The linear head's weights are read from the
 fused ONNX file (initializers ``head/head_weight`` and ``head/head_bias``), then softmax. Label agreement with
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hema.runtime.engine import EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT, Engine, ModelError
+from hema.runtime.engines.base import EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT, Engine, ModelError
 
 __all__ = ["HEAD_BIAS", "HEAD_WEIGHT", "TorchEagerEngine"]
 
@@ -40,9 +40,9 @@ class TorchEagerEngine(Engine):
             import torch
             from onnx import numpy_helper
 
-            from hema.export.fuse import read_card
-            from hema.train.features import FeatureExtractor
-            from hema.train.saliency_report import torch_module_for
+            from hema.export.graph.fuse import read_card
+            from hema.train.evaluate.saliency import torch_module_for
+            from hema.train.fewshot.features import FeatureExtractor
         except ImportError as error:
             raise ModelError(f"PyTorch eager needs hema[train]: {error}") from error
         self.torch = torch

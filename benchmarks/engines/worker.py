@@ -39,14 +39,14 @@ def open_spec_engine(spec: dict, threads: int):
 
         return TorchEagerEngine(spec["artifact"], threads)
     if spec["engine"] == "openvino":
-        from hema.runtime.openvino_engine import OpenVinoEngine
+        from hema.runtime.engines.openvino_engine import OpenVinoEngine
 
         return OpenVinoEngine(spec["artifact"], threads, spec["inference_precision"])
     if spec["engine"] == "onnxruntime":
-        from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
+        from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine(spec["artifact"], threads)
-    from hema.runtime.backends import open_engine
+    from hema.runtime.engines.backends import open_engine
 
     return open_engine(spec["artifact"], "tensorrt")
 

@@ -11,18 +11,18 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from hema.export.agreement import AgreementError, compare_models
 from hema.export.cli import app as export_app
-from hema.export.fuse import read_card
-from hema.export.int8_quantisation import Int8Settings
-from hema.export.openvino_ir import export_openvino
-from hema.export.reduced_precision import export_onnx_int8
-from hema.export.tensorrt_build import half_precision_onnx
-from hema.runtime.backends import open_engine
+from hema.export.graph.fuse import read_card
+from hema.export.precision.agreement import AgreementError, compare_models
+from hema.export.precision.int8_quantisation import Int8Settings
+from hema.export.precision.openvino_ir import export_openvino
+from hema.export.precision.reduced_precision import export_onnx_int8
+from hema.export.precision.tensorrt_build import half_precision_onnx
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
+from hema.runtime.engines.backends import open_engine
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.engines.openvino_engine import OpenVinoEngine, openvino_core
 from hema.runtime.manifest import read_manifest, verify_artifact
-from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
-from hema.runtime.openvino_engine import OpenVinoEngine, openvino_core
 
 openvino = pytest.importorskip("openvino")
 SMALL_INT8 = Int8Settings(cells=40)  # 40 calibration cells keep CI's quantisation short
@@ -174,7 +174,7 @@ def test_tensorrt_export_says_clearly_what_is_missing(tmp_path: Path) -> None:
 @pytest.mark.gpu
 def test_tensorrt_fp16_engine_agrees_with_fp32(tmp_path: Path, small_pbc_eval: Path) -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU machine)")
-    from hema.export.tensorrt_build import build_tensorrt_engine
+    from hema.export.precision.tensorrt_build import build_tensorrt_engine
 
     out = build_tensorrt_engine(DEFAULT_MODEL_PATH, tmp_path / "cells.engine", "fp16", timing_cache=tmp_path / "t")
     manifest = read_manifest(out)

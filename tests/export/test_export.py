@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 
 import hema
 from hema.export.cli import app as export_app
-from hema.export.parity import ParityError, check_parity
+from hema.export.graph.parity import ParityError, check_parity
 from hema.runtime.card import CARD_METADATA_KEY, ModelCard
 from hema.runtime.cli import app as infer_app
 from hema.runtime.preprocessing import load_cell_image
 from hema.train.cli import app as train_app
-from hema.train.data import find_labelled_images
-from hema.train.heads import FittedHead, HeadConfig, fit_head
+from hema.train.data.folders import find_labelled_images
+from hema.train.fewshot.heads import FittedHead, HeadConfig, fit_head
 
 
 def invoke(app, *args: object):
@@ -130,8 +130,8 @@ def test_exported_model_matches_torch_backbone_plus_head(lite0_export, lite0_hea
     """Reference computed here: training eval transform -> torch Lite0 -> head.predict_proba."""
     import torch
 
-    from hema.train.backbones import create_backbone
-    from hema.train.transforms import load_eval_image
+    from hema.train.backbones.cell_backbone import create_backbone
+    from hema.train.data.eval_transform import load_eval_image
 
     path, _ = lite0_export
     images = few_images(small_pbc_eval, 2)
@@ -165,7 +165,7 @@ def test_exported_model_runs_in_hema_infer(lite0_export, small_pbc_eval: Path, t
 
 def _pool_features(backbone: str, small_pbc: Path):
     """``(extractor, labelled pool, pool features, pool folder)`` of the small PBC pool."""
-    from hema.train.features import open_feature_extractor
+    from hema.train.fewshot.features import open_feature_extractor
 
     extractor = open_feature_extractor(backbone)
     pool = find_labelled_images(small_pbc)

@@ -9,15 +9,15 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from hema.export.agreement import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, compare_models
-from hema.export.fuse import read_card
-from hema.export.int8_quantisation import Int8Settings, floating_point_nodes
-from hema.export.onnx_quantisation import quantise_onnx
-from hema.runtime.backends import installed_backends
+from hema.export.graph.fuse import read_card
+from hema.export.precision.agreement import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, compare_models
+from hema.export.precision.int8_quantisation import Int8Settings, floating_point_nodes
+from hema.export.precision.onnx_int8 import quantise_onnx
 from hema.runtime.cli import app as infer_app
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
-from hema.runtime.engine import EMBEDDING_OUTPUT
-from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.engines.backends import installed_backends
+from hema.runtime.engines.base import EMBEDDING_OUTPUT
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_default_model_int8_in_openvino_keeps_its_labels(int8_model: Path, pbc_d
     still applies the full gate.
     """
     pytest.importorskip("openvino")
-    from hema.runtime.openvino_engine import OpenVinoEngine
+    from hema.runtime.engines.openvino_engine import OpenVinoEngine
 
     report = compare_models(OpenVinoEngine(int8_model), OnnxRuntimeEngine(DEFAULT_MODEL_PATH), pbc_dir)
     assert report.label_agreement >= 0.98, report.summary()

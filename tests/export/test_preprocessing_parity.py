@@ -10,7 +10,7 @@ from PIL import Image
 
 from hema.runtime.card import InputSpec
 from hema.runtime.preprocessing import load_cell_image
-from hema.train.transforms import load_eval_image
+from hema.train.data.eval_transform import load_eval_image
 
 SIZES = (224, 96, 400)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")

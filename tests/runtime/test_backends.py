@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hema.runtime.atomic_files import write_text_atomic
-from hema.runtime.backends import artifact_backends, installed_backends, open_engine
 from hema.runtime.cli import app
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
-from hema.runtime.engine import ModelError
+from hema.runtime.engines.backends import artifact_backends, installed_backends, open_engine
+from hema.runtime.engines.base import ModelError
 from hema.runtime.manifest import manifest_path, write_manifest
+from hema.runtime.reports.atomic_files import write_text_atomic
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
-from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
 GOOD = ("a_cell_1.jpg", "a_cell_2.jpg", "c_cell_3.jpg", "f_cell_4.JPG")
 BAD = ("b_empty.jpg", "b_text.jpg", "d_random.png", "e_truncated.jpg")

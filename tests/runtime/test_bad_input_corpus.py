@@ -31,7 +31,7 @@ from PIL import Image, ImageFile
 
 from hema.runtime.card import InputSpec
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
-from hema.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.preprocessing import ImageTooLargeError, load_cell_image
 
 INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"

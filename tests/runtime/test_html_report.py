@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from hema.runtime.classify import CellResult
 from hema.runtime.cli import app
-from hema.runtime.html_report import render_html_report, write_html_report
-from hema.runtime.thumbnails import thumbnail_data_uri
+from hema.runtime.reports.html_page import render_html_report, write_html_report
+from hema.runtime.reports.thumbnails import thumbnail_data_uri
 
 CLASSES = ("basophil", "eosinophil", "lymphocyte", "neutrophil")
 IMG = re.compile(r"<img\b")

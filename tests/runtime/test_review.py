@@ -14,7 +14,7 @@ import pytest
 from hema.runtime import DEFAULT_MODEL_PATH, OnnxRuntimeEngine, classify_files
 from hema.runtime.card import InputSpec, ModelCard
 from hema.runtime.classify import CellResult
-from hema.runtime.reports import CELLS_COLUMNS, CsvCellWriter, format_summary, summarise
+from hema.runtime.reports.tables import CELLS_COLUMNS, CsvCellWriter, format_summary, summarise
 from hema.runtime.review import LOW_CONFIDENCE, OUT_OF_DISTRIBUTION, ReviewPolicy
 
 CLASSES = ("a", "b", "c")
@@ -170,7 +170,7 @@ def test_few_pbc_test_cells_are_flagged_and_they_carry_the_errors(engine: OnnxRu
 
 @pytest.mark.slow
 def test_images_that_are_not_cells_are_flagged_out_of_distribution(engine: OnnxRuntimeEngine, tmp_path: Path) -> None:
-    from hema.export.non_cells import write_non_cell_images
+    from hema.export.review.non_cells import write_non_cell_images
 
     paths = write_non_cell_images(tmp_path / "not-cells", per_kind=6)
     reviews = [result.review for result in classify_files(engine, paths, batch_size=64)]
@@ -190,8 +190,8 @@ def test_most_cells_of_another_lab_are_flagged(engine: OnnxRuntimeEngine, bccd_d
 @pytest.mark.slow
 def test_openvino_flags_the_same_cells_as_onnx_runtime(engine: OnnxRuntimeEngine, pbc_test_split, tmp_path) -> None:
     pytest.importorskip("openvino")
-    from hema.export.non_cells import write_non_cell_images
-    from hema.runtime.openvino_engine import OpenVinoEngine
+    from hema.export.review.non_cells import write_non_cell_images
+    from hema.runtime.engines.openvino_engine import OpenVinoEngine
 
     paths = [*pbc_test_split.paths[::10], *write_non_cell_images(tmp_path / "not-cells", per_kind=2)]
     expected = [result.review for result in classify_files(engine, paths)]

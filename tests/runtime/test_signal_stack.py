@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="si
 OUT_OF_ORDER_CORES = """
     import os, signal
     import openvino as ov
-    from hema.runtime.signal_stack import SIGNAL_STACK_BYTES, current_signal_stack, signal_stack_kept
+    from hema.runtime.engines.signal_stack import SIGNAL_STACK_BYTES, current_signal_stack, signal_stack_kept
 
     def mapped(address):
         for line in open("/proc/self/maps"):
@@ -57,7 +57,7 @@ def test_a_signal_after_out_of_order_cores_is_handled() -> None:
 def test_each_thread_gets_its_own_stack() -> None:
     script = textwrap.dedent("""
         import threading
-        from hema.runtime.signal_stack import current_signal_stack, pin_signal_stack
+        from hema.runtime.engines.signal_stack import current_signal_stack, pin_signal_stack
 
         stacks, all_pinned = [], threading.Barrier(3)
         def pin():

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from hema.runtime.arrivals import ArrivalScanner
 from hema.runtime.cli import app
-from hema.runtime.journal import Journal, JournalError
+from hema.runtime.watch.arrivals import ArrivalScanner
+from hema.runtime.watch.journal import Journal, JournalError
 
 CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
 DEADLINE = 180.0  # seconds; far beyond what any step takes, so only a hang fails
@@ -233,7 +233,7 @@ def test_cells_arriving_in_two_waves_are_each_classified_once(cells: list[Path],
     assert slow["status"] == "ok" and slow["error"] == "", slow  # read once complete, not as a truncated JPEG
     assert reader.reads > 0 and reader.broken == [], reader.broken[:1]
     assert not [path.name for path in out.iterdir() if path.name.startswith(".")]  # no temporary files left
-    if importlib.util.find_spec("hema.runtime.html_report") is not None:
+    if importlib.util.find_spec("hema.runtime.reports.html_page") is not None:
         assert "slow_cell.jpg" in (out / "report.html").read_text(encoding="utf-8")
 
 

@@ -7,7 +7,13 @@ import pytest
 import torch
 from torchvision.transforms import v2 as T
 
-from hema.train.backbones import IMAGENET_MEAN, IMAGENET_STD, CellBackbone, create_backbone, imagenet_lite0
+from hema.train.backbones.cell_backbone import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CellBackbone,
+    create_backbone,
+    imagenet_lite0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +86,7 @@ def test_forward_is_the_model_on_normalised_channels_first_images(lite0: CellBac
 def test_backbone_stays_in_eval_mode_after_feature_extraction(tmp_path) -> None:
     from PIL import Image
 
-    from hema.train.torch_features import embed_with_torch
+    from hema.train.backbones.embeddings import embed_with_torch
 
     rng = np.random.default_rng(0)
     paths = []

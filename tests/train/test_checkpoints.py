@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 from timm.layers import resample_abs_pos_embed
 
-from hema.train.backbones import create_backbone
-from hema.train.checkpoints import CheckpointMismatchError, read_backbone_weights
+from hema.train.backbones.cell_backbone import create_backbone
+from hema.train.backbones.weight_files import CheckpointMismatchError, read_backbone_weights
 
 CNN = "resnet10t"
 VIT = "vit_small_patch14_dinov2"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hema.train.checkpointing import load_training_checkpoint
-from hema.train.loop import MixedPrecision
-from hema.train.ssl import DINOConfig, train_dino
+from hema.train.dino.training import DINOConfig, train_dino
+from hema.train.run.loop import MixedPrecision
+from hema.train.run.resumable_checkpoint import load_training_checkpoint
 
 pytestmark = [
     pytest.mark.gpu,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hema.train.data import find_labelled_images, split_of
+from hema.train.data.folders import find_labelled_images, split_of
 
 
 @pytest.fixture(scope="module")

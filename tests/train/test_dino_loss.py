@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hema.train.losses.dino import DINOLoss
+from hema.train.dino.loss import DINOLoss
 
 
 def _softmax(row: np.ndarray) -> np.ndarray:

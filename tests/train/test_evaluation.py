@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
-from hema.train.evaluation import classification_metrics, plot_confusion_matrix, summarise_repeats
+from hema.train.evaluate.metrics import classification_metrics, plot_confusion_matrix, summarise_repeats
 
 
 def _predictions(classes: int, n: int, seed: int, skill: float = 0.6) -> tuple[np.ndarray, np.ndarray]:

@@ -12,17 +12,17 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from hema.train.backbones import IMAGENET_MEAN, IMAGENET_STD, BackboneInfo, CellBackbone, create_backbone
+from hema.train.backbones.cell_backbone import IMAGENET_MEAN, IMAGENET_STD, BackboneInfo, CellBackbone, create_backbone
 from hema.train.cli import app
-from hema.train.cross_domain import cross_domain
-from hema.train.data import find_labelled_images, split_of
-from hema.train.domains import BCCD_TO_PBC, map_classes, restrict_to_shared
-from hema.train.embedding_map import subsample_by_lab
-from hema.train.features import FeatureExtractor
-from hema.train.gradcam import cells_are_centred, cls_attention, grad_cam, saliency_maps
-from hema.train.learning_curves import ALL_LABELS, learning_curves
-from hema.train.saliency_report import torch_module_for
-from hema.train.transforms import load_eval_image
+from hema.train.data.domains import BCCD_TO_PBC, map_classes, restrict_to_shared
+from hema.train.data.eval_transform import load_eval_image
+from hema.train.data.folders import find_labelled_images, split_of
+from hema.train.evaluate.cross_domain import cross_domain
+from hema.train.evaluate.embedding_map import subsample_by_lab
+from hema.train.evaluate.gradcam import cells_are_centred, cls_attention, grad_cam, saliency_maps
+from hema.train.evaluate.learning_curves import ALL_LABELS, learning_curves
+from hema.train.evaluate.saliency import torch_module_for
+from hema.train.fewshot.features import FeatureExtractor
 
 SHARED = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
 

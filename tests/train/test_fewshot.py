@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hema.train.cli import app
-from hema.train.fewshot import draw_per_class, run_fewshot
-from hema.train.heads import FittedHead, HeadConfig
+from hema.train.fewshot.draws import draw_per_class, run_fewshot
+from hema.train.fewshot.heads import FittedHead, HeadConfig
 
 LABELS_PER_CLASS = 5
 REPEATS = 3

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hema.train.gradient_reversal import (
+from hema.train.adapt.gradient_reversal import (
     GradientReverseFunction,
     GradientReverseLayer,
     WarmStartGradientReverseLayer,

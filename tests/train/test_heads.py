@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from hema.export.head_graph import head_engines, head_to_onnx
-from hema.train.heads import HEAD_KINDS, PLAIN_HEADS, FittedHead, HeadConfig, fit_head
+from hema.export.graph.head import head_engines, head_to_onnx
+from hema.train.fewshot.heads import HEAD_KINDS, PLAIN_HEADS, FittedHead, HeadConfig, fit_head
 
 DIM = 12
 NAMES3 = ("basophil", "eosinophil", "lymphocyte")

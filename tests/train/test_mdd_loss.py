@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hema.train.losses.mdd import MarginDisparityDiscrepancy
+from hema.train.adapt.mdd import MarginDisparityDiscrepancy
 
 
 def _reference(y_s, y_s_adv, y_t, y_t_adv, margin, w_s=None, w_t=None, reduction="mean"):

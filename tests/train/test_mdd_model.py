@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hema.train.gradient_reversal import WarmStartGradientReverseLayer
-from hema.train.mdd_model import MDDClassifier, MDDInference, MDDOutputs
+from hema.train.adapt.gradient_reversal import WarmStartGradientReverseLayer
+from hema.train.adapt.mdd import MDDClassifier, MDDInference, MDDOutputs
 
 FEATURES, BOTTLENECK, WIDTH, CLASSES = 4, 8, 6, 3
 

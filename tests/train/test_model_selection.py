@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hema.train.model_selection import prediction_entropy, soft_neighbourhood_density
+from hema.train.adapt.model_selection import prediction_entropy, soft_neighbourhood_density
 
 
 @pytest.mark.parametrize("classes", [2, 5, 11])

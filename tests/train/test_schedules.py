@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hema.train.schedules import cosine_schedule, teacher_temperature_schedule
+from hema.train.run.schedules import cosine_schedule, teacher_temperature_schedule
 
 
 def test_cosine_schedule_with_warmup_at_known_steps():

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from hema.train.adapt import AdaptConfig, adapt_mdd
-from hema.train.backbones import create_backbone
-from hema.train.checkpointing import load_training_checkpoint
-from hema.train.data import find_labelled_images
-from hema.train.ssl import DINOConfig, train_dino
-from hema.train.supervised import SupervisedConfig, train_supervised
+from hema.train.adapt.training import AdaptConfig, adapt_mdd
+from hema.train.backbones.cell_backbone import create_backbone
+from hema.train.data.folders import find_labelled_images
+from hema.train.dino.training import DINOConfig, train_dino
+from hema.train.run.resumable_checkpoint import load_training_checkpoint
+from hema.train.supervised.finetune import SupervisedConfig, train_supervised
 
 pytestmark = pytest.mark.slow
 

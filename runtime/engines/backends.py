@@ -1,0 +1,99 @@
+"""Pick and open the inference engine for a model artifact.
+
+An artifact's suffix says which engines can run it: ``.onnx`` runs on OpenVINO (plain-op heads) and ONNX
+Runtime, an OpenVINO IR ``.xml`` on OpenVINO, a serialized ``.engine`` on TensorRT. ``auto`` takes the fastest
+installed engine that loads the artifact (on a CPU OpenVINO before ONNX Runtime; on the AVX2-only 2-core CPU
+hema is developed on the two measured about level, see ``make bench``), falling back to the next when one
+cannot run the model (an ONNX Runtime-only head).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from hema.runtime.engines.base import Engine, ModelError
+from hema.runtime.manifest import read_manifest, verify_artifact
+
+__all__ = ["BACKENDS", "artifact_backends", "installed_backends", "open_engine"]
+
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+_BACKENDS_BY_SUFFIX = {  # fastest first
+    ".onnx": ("openvino", "onnxruntime"),
+    ".xml": ("openvino",),
+    ".engine": ("tensorrt",),
+    ".plan": ("tensorrt",),
+}
+_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+def artifact_backends(path: Path) -> tuple[str, ...]:
+    """Engines that can run the artifact, fastest first.
+
+    Raises:
+        ModelError: If the suffix is not one of hema's artifact formats.
+    """
+    try:
+        return _BACKENDS_BY_SUFFIX[path.suffix.lower()]
+    except KeyError:
+        raise ModelError(
+            f"{path}: unknown model format {path.suffix!r}; hema runs .onnx, OpenVINO .xml and TensorRT .engine files"
+        ) from None
+
+
+def installed_backends() -> tuple[str, ...]:
+    """The engines whose Python packages are importable here."""
+    return tuple(name for name in BACKENDS if importlib.util.find_spec(_MODULES[name]) is not None)
+
+
+def _open(backend: str, path: Path, threads: int) -> Engine:
+    if backend == "onnxruntime":
+        from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(path, threads)
+    if backend == "openvino":
+        from hema.runtime.engines.openvino_engine import OpenVinoEngine
+
+        return OpenVinoEngine(path, threads)
+    from hema.runtime.card import ModelCard
+    from hema.runtime.engines.tensorrt_engine import TensorRtEngine
+
+    manifest = read_manifest(path)
+    if manifest is None or manifest.card is None:
+        raise ModelError(f"{path}: a TensorRT engine needs the manifest written beside it by hema-export tensorrt")
+    return TensorRtEngine(path, ModelCard.from_json(manifest.card))
+
+
+def open_engine(path: str | Path, backend: str = "auto", threads: int = 0, verify: bool = True) -> Engine:
+    """Load a model artifact on the requested engine, or the fastest one installed for ``auto``.
+
+    Args:
+        path: ``.onnx``, OpenVINO ``.xml`` or TensorRT ``.engine`` file.
+        backend: ``auto`` or one of :data:`BACKENDS`.
+        threads: CPU inference threads (``0``: the engine decides).
+        verify: Check the artifact's files against its manifest first (refuses a damaged or changed model).
+
+    Raises:
+        ModelError: If the model fails its integrity check, the engine cannot run this format, is not
+            installed, or cannot load the model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"no such model file: {path}")
+    if verify:
+        verify_artifact(path)
+    candidates = artifact_backends(path)
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+        if backend not in candidates:
+            raise ModelError(f"{backend} cannot run a {path.suffix} file; it runs on: {', '.join(candidates)}")
+        return _open(backend, path, threads)
+    available = [name for name in candidates if name in installed_backends()] or [candidates[0]]  # says what to install
+    failures = []
+    for name in available:
+        try:
+            return _open(name, path, threads)
+        except ModelError as error:
+            failures.append(f"{name}: {error}")
+    raise ModelError("; ".join(failures))

@@ -1,0 +1,92 @@
+"""OpenVINO on the CPU: runs hema's OpenVINO IR (FP32, FP16 weights or INT8) and plain-op ONNX models.
+
+OpenVINO picks the inference precision itself unless told: on CPUs with AMX or AVX-512 BF16 it runs bf16 and
+answers differ from the exported model. This engine always sets ``INFERENCE_PRECISION_HINT`` (``f32`` unless
+the caller asks for ``bf16`` or ``f16`` on purpose).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hema.runtime.card import CARD_METADATA_KEY
+from hema.runtime.engines.base import IMAGE_INPUT, Engine, ModelError, parse_card
+
+__all__ = ["OPENVINO_CARD_KEY", "INFERENCE_PRECISIONS", "OpenVinoEngine", "openvino_core"]
+
+OPENVINO_CARD_KEY = ("hema", "model_card")  # rt_info path of the card inside an OpenVINO IR
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+
+
+@functools.cache
+def openvino_core() -> Any:
+    """One OpenVINO ``Core`` for the whole process, as OpenVINO recommends.
+
+    Each ``Core`` that is released takes its CPU plugin with it, and plugins released out of order leave the
+    thread with an unmapped signal stack (:mod:`hema.runtime.engines.signal_stack`); one ``Core`` is never released.
+    """
+    import openvino as ov
+
+    return ov.Core()
+
+
+def _card_text(model: object, path: Path) -> str | None:
+    """The card of an IR (its rt_info) or of an ONNX file (OpenVINO keeps ONNX metadata under ``framework``)."""
+    for key in ([*OPENVINO_CARD_KEY], ["framework", CARD_METADATA_KEY]):
+        if model.has_rt_info(key):
+            return model.get_rt_info(key).astype(str)
+    return None
+
+
+class OpenVinoEngine(Engine):
+    """Runs a hema model with OpenVINO on the CPU.
+
+    Args:
+        path: An OpenVINO IR ``.xml`` (its ``.bin`` beside it) or an ``.onnx`` file.
+        threads: Inference threads; ``0`` lets OpenVINO choose.
+        inference_precision: ``f32`` (default; answers match the exported model), ``bf16`` or ``f16``.
+
+    Raises:
+        ModelError: If OpenVINO is not installed, cannot read or compile the model, or the model has no card.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, path: str | Path, threads: int = 0, inference_precision: str = "f32") -> None:
+        if inference_precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"inference_precision must be one of {INFERENCE_PRECISIONS}, not {inference_precision!r}")
+        try:
+            import openvino as ov
+        except ImportError as error:
+            raise ModelError("OpenVINO is not installed: pip install 'hema[openvino]'") from error
+        self.path = Path(path)
+        self.threads = threads
+        self.inference_precision = inference_precision
+        core = openvino_core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as error:  # OpenVINO raises RuntimeError subclasses for unreadable or unsupported graphs
+            raise ModelError(f"OpenVINO cannot read {self.path}: {error}") from error
+        self.card = parse_card(_card_text(model, self.path), self.path)
+        config = {"INFERENCE_PRECISION_HINT": inference_precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as error:
+            raise ModelError(f"OpenVINO cannot compile {self.path}: {error}") from error
+        self.output_names = tuple(output.get_any_name() for output in self.compiled.outputs)
+        self.request = self.compiled.create_infer_request()
+        self.version = ov.get_version()
+
+    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        results = self.request.infer({IMAGE_INPUT: np.ascontiguousarray(images, dtype=np.uint8)})
+        by_name = {output.get_any_name(): value for output, value in results.items()}
+        return {name: np.asarray(by_name[name], dtype=np.float32) for name in self.output_names}
+
+    def describe(self) -> str:
+        return f"openvino {self.version} CPU, {self.inference_precision}, threads {self.threads or 'auto'}"

@@ -1,0 +1,256 @@
+"""Classify cell images as an analyser writes them into a folder, each exactly once, across crashes and restarts.
+
+How every image ends with exactly one row:
+
+1. ``OUT/journal.jsonl`` (:mod:`hema.runtime.watch.journal`) is the only record of what is done. A batch's results
+   are appended to it and ``fsync``-ed before they are shown anywhere else; the reports are regenerated from
+   the journal alone (:mod:`hema.runtime.watch.reports`).
+2. On start the journal is read (a torn last line from a crash is cut away), its keys (paths relative to the
+   watched folder) are done and never classified again, and the reports are rewritten from it at once.
+3. A crash between the engine's output and the append loses only results that are in no file: those images
+   are not in the journal, so they are classified on restart. A crash during the append leaves a torn line,
+   cut away on restart: the same. A crash after the append and before the reports are rewritten leaves stale
+   reports, rebuilt from the journal on restart. The reports are replaced whole and atomically, never appended
+   to, so no cell can be counted twice; the journal itself refuses a key it already holds.
+4. Only one watch process may write to an output folder (the journal is locked while open).
+
+A file is read only once it has settled (:mod:`hema.runtime.watch.arrivals`); if its size or modification time
+changed between settling and the append, its result is dropped and it is read again when it settles anew.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hema.runtime.classify import CellResult, classify_files
+from hema.runtime.engines.base import Engine
+from hema.runtime.watch.arrivals import Arrival, ArrivalScanner, file_signature
+from hema.runtime.watch.journal import Journal, result_to_record
+from hema.runtime.watch.reports import JournalReports
+
+__all__ = ["JOURNAL_NAME", "StopFlag", "WatchOutcome", "WatchSettings", "stop_on_signals", "watch_folder"]
+
+JOURNAL_NAME = "journal.jsonl"
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How ``hema-infer watch`` polls, waits and batches.
+
+    Attributes:
+        batch_size: Images per engine call; also the unit that is journaled (and lost at most, in a crash).
+        workers: Threads decoding images.
+        poll_interval: Seconds between two scans of the folder when there is nothing to do.
+        settle: Seconds a file's size and modification time must stay unchanged before it is read.
+        empty_timeout: Seconds an empty file must stay empty before it gets an error row.
+        report_interval: Least seconds between two report rewrites while cells stream in.
+        once: Process what is in the folder (waiting for it to settle) and return, instead of watching on.
+    """
+
+    batch_size: int = 32
+    workers: int = 4
+    poll_interval: float = 1.0
+    settle: float = 2.0
+    empty_timeout: float = 30.0
+    report_interval: float = 3.0
+    once: bool = False
+
+
+@dataclass(frozen=True)
+class WatchOutcome:
+    """What a watch run did.
+
+    Attributes:
+        summary: The final ``summary.json`` (all journaled cells, including earlier runs').
+        resumed: Cells already in the journal when the run started.
+        classified: Cells journaled by this run.
+        repaired_bytes: Bytes of a torn last journal line cut away at start (0 if none).
+        stopped_by: The signal that stopped the run (empty if it ended by itself).
+    """
+
+    summary: dict[str, Any]
+    resumed: int
+    classified: int
+    repaired_bytes: int
+    stopped_by: str
+
+
+class StopFlag:
+    """Asks the watch loop to stop after the current batch; safe to set from a signal handler or another thread."""
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self._set = False
+
+    def set(self, reason: str = "stop") -> None:
+        """Ask the loop to stop (a plain assignment: no lock that a signal handler could deadlock on)."""
+        self.reason = self.reason or reason
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._set
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early on a stop; return whether a stop was asked for."""
+        deadline = time.monotonic() + seconds
+        while not self._set and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+        return self._set
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into a clean stop while inside the block; a second signal stops at once.
+
+    The handler only sets ``stop`` (it never writes, so it cannot break a write in progress). A second signal
+    raises :class:`KeyboardInterrupt`: the journal still holds every finished batch. Outside the main thread
+    (where Python allows no handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(number: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set(signal.Signals(number).name)
+
+    names = ("SIGINT", "SIGTERM", "SIGBREAK")
+    previous = {
+        getattr(signal, name): signal.signal(getattr(signal, name), handle) for name in names if hasattr(signal, name)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _quiet(message: str) -> None:
+    """The default log: say nothing."""
+
+
+def watch_folder(
+    engine: Engine,
+    root: Path,
+    out: Path,
+    settings: WatchSettings = WatchSettings(),
+    stop: StopFlag | None = None,
+    log: Callable[[str], None] = _quiet,
+    on_batch: Callable[[int], None] | None = None,
+) -> WatchOutcome:
+    """Classify the images in ``root`` as they settle, journal them and keep the reports in ``out`` current.
+
+    Args:
+        engine: A loaded classifier.
+        root: The watched folder (searched recursively; one sub-folder per slide).
+        out: Folder for ``journal.jsonl``, ``cells.csv``, ``summary.json`` (and ``report.html``).
+        settings: Polling, settling and batching.
+        stop: Set it to end the run after the current batch (see :func:`stop_on_signals`).
+        log: Receives one line per notable event (resumed run, unreadable file, changed file).
+        on_batch: Called with the number of cells journaled after each batch (for progress bars).
+
+    Raises:
+        JournalError: If the journal is damaged, belongs to another model or is used by another process.
+        ModelError: If the model is a backbone-only export.
+    """
+    engine.require_classifier()
+    stop = stop if stop is not None else StopFlag()
+    class_names = engine.card.class_names
+    with Journal.open(out / JOURNAL_NAME, classes=len(class_names)) as journal:
+        if journal.repaired_bytes:
+            log(f"journal: cut away a torn last line ({journal.repaired_bytes} bytes) left by an interrupted run")
+        if journal.duplicates:
+            log(f"journal: ignored {journal.duplicates} repeated row(s); the first row of each cell counts")
+        resumed = len(journal)
+        if resumed:
+            log(f"resuming: {resumed} cell(s) already in {journal.path} are not classified again")
+        description = f"{engine.path} on {engine.describe()}"
+        reports = JournalReports(out, root, class_names, str(engine.path), description, settings.report_interval, log)
+        reports.add(journal.records)
+        reports.write()  # the journal may be ahead of the reports after a crash
+        scanner = ArrivalScanner(root, settings.settle, settings.empty_timeout, exclude=_inside(out, root))
+        per_cycle = max(settings.batch_size * 8, 256)  # rescan between chunks of a long backlog
+        classified = 0
+        while not stop.is_set():
+            ready = scanner.poll(journal)
+            if ready:
+                with closing(_process(engine, ready[:per_cycle], settings, stop)) as batches:
+                    for batch in batches:
+                        classified += _commit(batch, root, journal, scanner, reports, log, on_batch)
+                continue
+            if reports.dirty:
+                reports.write(scanner.skipped)
+            if settings.once and scanner.waiting == 0:
+                break
+            stop.wait(settings.poll_interval)
+        summary = reports.write(scanner.skipped)
+    return WatchOutcome(summary, resumed, classified, journal.repaired_bytes, stop.reason)
+
+
+def _process(
+    engine: Engine, ready: Sequence[Arrival], settings: WatchSettings, stop: StopFlag
+) -> Iterator[list[tuple[Arrival, CellResult]]]:
+    """Classify settled images, yielding one engine batch at a time; stop after the batch during which a stop
+    was asked for (the rest stay unjournaled and are classified by the next run)."""
+    results = classify_files(engine, [arrival.path for arrival in ready], settings.batch_size, settings.workers)
+    batch: list[tuple[Arrival, CellResult]] = []
+    try:
+        for number, (arrival, result) in enumerate(zip(ready, results), start=1):
+            batch.append((arrival, result))
+            if len(batch) == settings.batch_size or number == len(ready):
+                yield batch
+                batch = []
+                if stop.is_set():
+                    return
+    finally:
+        results.close()
+
+
+def _commit(
+    batch: Sequence[tuple[Arrival, CellResult]],
+    root: Path,
+    journal: Journal,
+    scanner: ArrivalScanner,
+    reports: JournalReports,
+    log: Callable[[str], None],
+    on_batch: Callable[[int], None] | None,
+) -> int:
+    """Journal a batch durably, then (and only then) let the reports see it; return the cells journaled."""
+    records = []
+    for arrival, result in batch:
+        scanner.forget(arrival.key)
+        now = file_signature(arrival.path)
+        if now is None:
+            log(f"warning: {arrival.path} disappeared before its result was saved; it gets a row if it comes back")
+        elif now != arrival.signature:
+            log(f"{arrival.path} changed while it was read: reading it again once it settles")
+        else:
+            records.append(result_to_record(result, arrival.key))
+    fresh = journal.append(records)  # durable from here on: a crash after this line loses nothing
+    reports.add(fresh)
+    for record in fresh:
+        if record["status"] == "error":
+            log(f"error: {root / record['path']}: {record['error']}")
+    if on_batch is not None:
+        on_batch(len(fresh))
+    reports.write_if_due(scanner.skipped)
+    return len(fresh)
+
+
+def _inside(out: Path, root: Path) -> Path | None:
+    """``out`` if it lies inside ``root`` (so the scan must skip it), else ``None``."""
+    out_path, root_path = os.path.abspath(out), os.path.abspath(root)
+    try:
+        return out if os.path.commonpath([out_path, root_path]) == root_path and out_path != root_path else None
+    except ValueError:  # different drives on Windows
+        return None
