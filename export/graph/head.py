@@ -3,6 +3,10 @@
 Linear heads become MatMul + Add + Softmax and kNN becomes L2-normalise + MatMul + TopK + Gather + ReduceMean:
 plain operators every engine (ONNX Runtime, OpenVINO, TensorRT) runs. RBF-SVM and random-forest heads are
 already stored as ONNX with ``ai.onnx.ml`` operators, which only ONNX Runtime runs.
+
+The kNN graph ranks float32 similarities with TopK; which of two neighbours tied within rounding it keeps
+depends on the engine's summation order and TopK's tie rule, so its votes are defined only up to such ties
+(:meth:`hema.train.fewshot.heads.FittedHead.vote_range`, *kNN ties* in :mod:`hema.train.fewshot.heads`).
 """
 
 from __future__ import annotations

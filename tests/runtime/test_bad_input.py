@@ -6,15 +6,14 @@ by another test in this process (``ImageFile.LOAD_TRUNCATED_IMAGES``) can change
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_rows, run_infer
 
 from hema.runtime.default_model import DEFAULT_MODEL_PATH
 from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
@@ -23,19 +22,6 @@ GOOD = ("a_cell_1.jpg", "a_cell_2.jpg", "c_cell_3.jpg", "f_cell_4.JPG")
 BAD = ("b_empty.jpg", "b_text.jpg", "d_random.png", "e_truncated.jpg")
 ORDER = ("a_cell_1.jpg", "a_cell_2.jpg", "b_empty.jpg", "b_text.jpg", "c_cell_3.jpg", "d_random.png",
          "e_truncated.jpg", "f_cell_4.JPG")  # fmt: skip
-INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"
-
-
-def run_infer(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """``hema-infer ARGS`` in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, "-c", INFER, *map(str, args)], capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def read_rows(out: Path) -> list[dict[str, str]]:
-    with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

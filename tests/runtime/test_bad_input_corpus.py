@@ -11,7 +11,6 @@ every user can enter: pytest's own temporary folders are private to their owner.
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import stat
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import read_rows, run_infer
 from PIL import Image, ImageFile
 
 from hema.runtime.card import InputSpec
@@ -34,7 +34,6 @@ from hema.runtime.default_model import DEFAULT_MODEL_PATH
 from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.preprocessing import ImageTooLargeError, load_cell_image
 
-INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"
 NOBODY = 65534
 CELLS = {"a_cell.jpg": "basophil", "c_cell.jpg": "lymphocyte", "m_cell.jpg": "neutrophil", "z_cell.jpg": "platelet"}
 VALID = {"f_rgba.png", "g_grey.png", "h_grey16.png"}
@@ -73,28 +72,6 @@ class Reader:
 
     prefix: tuple[str, ...] = ()
     keywords: dict[str, Any] = field(default_factory=dict)
-
-
-def run_infer(*args: str | Path, cwd: Path, reader: Reader | None = None) -> subprocess.CompletedProcess:
-    """``hema-infer ARGS`` in a fresh interpreter, started as ``reader`` says (default: as we are)."""
-    reader = reader or Reader()
-    env = {**os.environ, "HOME": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(
-        [*reader.prefix, sys.executable, "-c", INFER, *map(str, args)],
-        capture_output=True,
-        text=True,
-        errors="backslashreplace",
-        timeout=300,
-        check=False,
-        cwd=cwd,
-        env=env,
-        **reader.keywords,
-    )
-
-
-def read_rows(out: Path) -> list[dict[str, str]]:
-    with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def probabilities(row: dict[str, str]) -> np.ndarray:
@@ -219,9 +196,9 @@ def runs(slide: Path, workspace: Path, reader) -> dict[int, tuple[subprocess.Com
         out.mkdir()
         out.chmod(0o777)  # the unprivileged user writes the reports
         html = [] if batch_size == 32 else ["--no-html"]
-        process = run_infer(
-            "classify", slide, "--out", out, "--batch-size", batch_size, *html, cwd=out, reader=reader[0]
-        )
+        started = reader[0] or Reader()
+        args = ["classify", slide, "--out", out, "--batch-size", batch_size, *html]
+        process = run_infer(*args, cwd=out, prefix=started.prefix, **started.keywords)
         results[batch_size] = (process, out)
     return results
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import invoke, read_rows
 from onnx import TensorProto, helper
-from typer.testing import CliRunner
 
 from hema.runtime.card import ModelCard
 from hema.runtime.cli import app
@@ -18,10 +18,6 @@ from hema.runtime.default_model import DEFAULT_MODEL_PATH
 
 SLIDES = {"slide_A": ("basophil", "eosinophil", "lymphocyte", "neutrophil", "platelet", "neutrophil"),
           "slide_B": ("monocyte", "erythroblast", "ig", "neutrophil")}  # fmt: skip
-
-
-def invoke(*args: str | Path):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +38,8 @@ def slides(pbc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report(slides: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     out = tmp_path_factory.mktemp("report")
-    result = invoke("classify", slides / "slide_A", slides / "slide_B", "--out", out, "--batch-size", "4")
+    result = invoke(app, "classify", slides / "slide_A", slides / "slide_B", "--out", out, "--batch-size", "4")
     return result, out
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_classify_succeeds_with_exit_code_0(report) -> None:
@@ -68,7 +59,7 @@ def test_cells_csv_columns(report) -> None:
 
 def test_one_ok_row_per_cell_with_slide_from_parent_folder(report, slides: Path) -> None:
     _, out = report
-    rows = _rows(out)
+    rows = read_rows(out)
     assert len(rows) == sum(len(classes) for classes in SLIDES.values())
     for row in rows:
         assert row["status"] == "ok" and row["error"] == ""
@@ -79,7 +70,7 @@ def test_one_ok_row_per_cell_with_slide_from_parent_folder(report, slides: Path)
 
 def test_probabilities_sum_to_one_and_label_is_the_argmax(report) -> None:
     _, out = report
-    rows = _rows(out)
+    rows = read_rows(out)
     columns = [name for name in rows[0] if name.startswith("p_")]
     for row in rows:
         p = np.array([float(row[column]) for column in columns])
@@ -92,7 +83,7 @@ def test_probabilities_sum_to_one_and_label_is_the_argmax(report) -> None:
 def test_real_cells_are_mostly_recognised(report) -> None:
     """Not a quality benchmark: a model that shuffles columns or labels would get most of these wrong."""
     _, out = report
-    rows = _rows(out)
+    rows = read_rows(out)
     truth = [cls for slide in SLIDES for cls in SLIDES[slide]]
     predicted = [row["label"] for row in sorted(rows, key=lambda row: (row["slide"], row["path"]))]
     assert sum(t == p for t, p in zip(truth, predicted)) >= 0.7 * len(truth)
@@ -100,7 +91,7 @@ def test_real_cells_are_mostly_recognised(report) -> None:
 
 def test_summary_counts_and_percentages_per_slide(report) -> None:
     _, out = report
-    rows = _rows(out)
+    rows = read_rows(out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == len(rows) and summary["classified"] == len(rows) and summary["errors"] == 0
     assert set(summary["slides"]) == set(SLIDES)
@@ -126,7 +117,7 @@ def test_terminal_output_shows_the_per_class_table(report) -> None:
 
 def test_review_column_and_summary_name_the_same_cells(report) -> None:
     _, out = report
-    rows = _rows(out)
+    rows = read_rows(out)
     summary = json.loads((out / "summary.json").read_text())
     reasons = {"", "low confidence", "out of distribution", "out of distribution; low confidence"}
     assert {row["review"] for row in rows} <= reasons
@@ -137,13 +128,13 @@ def test_review_column_and_summary_name_the_same_cells(report) -> None:
 
 
 def _card_json() -> str:
-    result = invoke("info")
+    result = invoke(app, "info")
     assert result.exit_code == 0, result.output
     return result.output[result.output.index("{") :]
 
 
 def test_info_prints_model_path_and_card(pbc_dir: Path) -> None:
-    result = invoke("info")
+    result = invoke(app, "info")
     assert result.exit_code == 0, result.output
     first_line = result.output.splitlines()[0]
     assert str(DEFAULT_MODEL_PATH) in first_line
@@ -155,7 +146,7 @@ def test_info_prints_model_path_and_card(pbc_dir: Path) -> None:
 
 def test_missing_model_file_exits_2(slides: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "model.onnx"
-    result = invoke("classify", slides, "--model", missing, "--out", tmp_path / "out")
+    result = invoke(app, "classify", slides, "--model", missing, "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert str(missing) in result.output and "error" in result.output
     assert not (tmp_path / "out" / "cells.csv").exists()
@@ -164,10 +155,10 @@ def test_missing_model_file_exits_2(slides: Path, tmp_path: Path) -> None:
 def test_non_onnx_model_file_exits_2(slides: Path, tmp_path: Path) -> None:
     fake = tmp_path / "model.onnx"
     fake.write_text("definitely not a protobuf\n" * 10)
-    result = invoke("classify", slides, "--model", fake, "--out", tmp_path / "out", "--unverified")
+    result = invoke(app, "classify", slides, "--model", fake, "--out", tmp_path / "out", "--unverified")
     assert result.exit_code == 2, result.output
     assert "cannot load model" in result.output
-    result = invoke("info", "--model", fake, "--unverified")
+    result = invoke(app, "info", "--model", fake, "--unverified")
     assert result.exit_code == 2, result.output
 
 
@@ -180,7 +171,7 @@ def test_onnx_model_without_card_exits_2(slides: Path, tmp_path: Path) -> None:
     )
     path = tmp_path / "plain.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    result = invoke("classify", slides, "--model", path, "--out", tmp_path / "out", "--unverified")
+    result = invoke(app, "classify", slides, "--model", path, "--out", tmp_path / "out", "--unverified")
     assert result.exit_code == 2, result.output
     assert "model card" in result.output
 
@@ -189,18 +180,18 @@ def test_no_images_found_exits_2(tmp_path: Path) -> None:
     folder = tmp_path / "empty_slide"
     folder.mkdir()
     (folder / "notes.txt").write_text("nothing here\n")
-    result = invoke("classify", folder, "--out", tmp_path / "out")
+    result = invoke(app, "classify", folder, "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert "no image files" in result.output
 
 
 def test_only_missing_paths_exits_2(tmp_path: Path) -> None:
-    result = invoke("classify", tmp_path / "no_such_folder", "--out", tmp_path / "out")
+    result = invoke(app, "classify", tmp_path / "no_such_folder", "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert "no such file or folder" in result.output
 
 
 def test_a_missing_path_beside_real_cells_exits_1_and_classifies_the_rest(slides: Path, tmp_path: Path) -> None:
-    result = invoke("classify", slides / "slide_B", tmp_path / "gone", "--out", tmp_path / "out")
+    result = invoke(app, "classify", slides / "slide_B", tmp_path / "gone", "--out", tmp_path / "out")
     assert result.exit_code == 1, result.output
-    assert len(_rows(tmp_path / "out")) == len(SLIDES["slide_B"])
+    assert len(read_rows(tmp_path / "out")) == len(SLIDES["slide_B"])

@@ -6,24 +6,13 @@ runs in a subprocess, as a lab runs it.
 
 from __future__ import annotations
 
-import csv
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_rows, run_infer
 from PIL import Image
-
-INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"
-
-
-def run_infer(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """``hema-infer ARGS`` in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, "-c", INFER, *map(str, args)], capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def test_0_when_every_file_is_classified_unusual_kinds_included(pbc_dir: Path, tmp_path: Path) -> None:
@@ -38,8 +27,7 @@ def test_0_when_every_file_is_classified_unusual_kinds_included(pbc_dir: Path, t
     Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257).save(folder / "d_grey16.png")
     process = run_infer("classify", folder, "--out", tmp_path / "report", "--no-html")
     assert process.returncode == 0, process.stderr
-    with (tmp_path / "report" / "cells.csv").open(newline="", encoding="utf-8") as handle:
-        assert [row["status"] for row in csv.DictReader(handle)] == ["ok"] * 4
+    assert [row["status"] for row in read_rows(tmp_path / "report")] == ["ok"] * 4
 
 
 @pytest.mark.parametrize("case", ["empty folder", "no image files", "no such folder", "bad model"])

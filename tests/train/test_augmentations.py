@@ -18,7 +18,6 @@ from hema.train.data.augmentations import (
     collate_multicrop,
 )
 
-NEUTROPHILS = Path(__file__).resolve().parents[3] / "shared" / "data" / "pbc" / "neutrophil"
 SMALL = MultiCropConfig(global_size=64, local_size=32, local_crops=3)
 # every random step off except what a test switches on
 PLAIN = replace(
@@ -35,10 +34,10 @@ PLAIN = replace(
 
 
 @pytest.fixture(scope="module")
-def cell() -> Image.Image:
-    paths = sorted(NEUTROPHILS.glob("*.jpg"))
-    if not paths:
-        pytest.skip(f"no cell images under {NEUTROPHILS}")
+def cell(pbc_dir: Path) -> Image.Image:
+    """The first PBC neutrophil (``pbc_dir`` fails the test when the data is missing: no silent skips)."""
+    paths = sorted((pbc_dir / "neutrophil").glob("*.jpg"))
+    assert paths, f"no neutrophil images under {pbc_dir}"
     with Image.open(paths[0]) as image:
         return image.convert("RGB")
 

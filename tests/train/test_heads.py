@@ -9,7 +9,15 @@ import onnxruntime as ort
 import pytest
 
 from hema.export.graph.head import head_engines, head_to_onnx
-from hema.train.fewshot.heads import HEAD_KINDS, PLAIN_HEADS, FittedHead, HeadConfig, fit_head
+from hema.train.fewshot.heads import (
+    HEAD_KINDS,
+    PLAIN_HEADS,
+    FittedHead,
+    HeadConfig,
+    fit_head,
+    l2_normalise,
+    range_violation,
+)
 
 DIM = 12
 NAMES3 = ("basophil", "eosinophil", "lymphocyte")
@@ -40,6 +48,12 @@ def data3():
 def heads3(data3) -> dict[str, FittedHead]:
     (features, labels), _ = data3
     return {kind: fit_head(features, labels, NAMES3, config_for(kind)) for kind in HEAD_KINDS}
+
+
+def assert_knn_determined(head: FittedHead, features: np.ndarray) -> None:
+    """Every row's k nearest neighbours are determined (no tie within rounding), so exact comparisons are fair."""
+    low, high = head.vote_range(features)
+    np.testing.assert_array_equal(low, high)
 
 
 def ort_probabilities(head: FittedHead, features: np.ndarray) -> np.ndarray:
@@ -84,6 +98,8 @@ def test_loading_a_folder_without_a_head_raises(tmp_path: Path) -> None:
 def test_head_onnx_graph_equals_predict_proba(heads3, data3, kind: str) -> None:
     _, (test_features, _) = data3
     head = heads3[kind]
+    if kind == "knn":
+        assert_knn_determined(head, test_features)
     np.testing.assert_allclose(ort_probabilities(head, test_features), head.predict_proba(test_features), atol=1e-5)
 
 
@@ -124,8 +140,43 @@ def test_knn_equals_kneighbors_on_l2_normalised_features(data3) -> None:
 
     reference = KNeighborsClassifier(n_neighbors=5).fit(unit(features), labels)
     expected = reference.predict_proba(unit(test_features))
+    assert_knn_determined(head, test_features)
     np.testing.assert_allclose(head.predict_proba(test_features), expected, atol=1e-6)
     np.testing.assert_allclose(ort_probabilities(head, test_features), expected, atol=1e-6)
+
+
+def test_knn_neighbours_tied_within_rounding_may_vote_either_way(data3) -> None:
+    """A 1-ulp near-duplicate of a cell's 5th neighbour, with another label, in place of its 6th.
+
+    Which of the two is 5th is decided by rounding (float32 dot products here and in every engine, float64
+    Euclidean distances in scikit-learn), so the stored form and scikit-learn may differ there by 1/k = 0.2: fitting
+    used to fail on such data on some machines. Both must lie inside ``vote_range``, which is a single value on every
+    other cell, and a wrong stored form still lies outside it.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    (features, labels), (test_features, _) = data3
+    features, labels, k = features.copy(), labels.copy(), 5
+    unit = l2_normalise(features.astype(np.float64))
+    fifth, sixth = np.argsort(-(unit @ unit[0]), kind="stable")[k - 1 : k + 1]
+    features[sixth] = features[fifth]
+    features[sixth, 0] = np.nextafter(features[fifth, 0], np.float32(np.inf))
+    labels[sixth] = (labels[fifth] + 1) % 3
+
+    head = fit_head(features, labels, NAMES3, HeadConfig(kind="knn", k=k))  # raised "differs by 2.00e-01" before
+    low, high = head.vote_range(features)
+    undetermined = np.flatnonzero((low != high).any(axis=1))
+    assert 0 in undetermined and len(undetermined) <= 3  # the constructed tie, and only near it
+    memory = l2_normalise(features)
+    reference = KNeighborsClassifier(n_neighbors=k).fit(memory, labels).predict_proba(memory)
+    for probabilities in (head.predict_proba(features), ort_probabilities(head, features), reference):
+        assert range_violation(probabilities, low, high).max() < 1e-6
+    assert np.isclose((high[0] - low[0]).sum(), 2 / k)  # two classes compete for the 5th vote
+
+    wrong = FittedHead(
+        head.kind, head.class_names, head.params, {**head.arrays, "votes": head.arrays["votes"][:, ::-1]}
+    )
+    assert range_violation(wrong.predict_proba(test_features), *head.vote_range(test_features)).max() >= 1 / k
 
 
 def test_knn_k_is_capped_by_the_smallest_class() -> None:
@@ -183,6 +234,8 @@ def test_binary_problems(binary, kind: str) -> None:
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     expected = _reference_predict(kind, features, labels, test_features)
     assert len(set(expected)) == 2  # the test points are not all on one side
+    if kind == "knn":
+        assert_knn_determined(head, test_features)  # vote ties (5-5) go to the first class in both
     np.testing.assert_array_equal(probabilities.argmax(axis=1), expected)
     np.testing.assert_allclose(ort_probabilities(head, test_features), probabilities, atol=1e-5)
 

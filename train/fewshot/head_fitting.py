@@ -61,6 +61,14 @@ def _linear(features: np.ndarray, labels: np.ndarray, config: HeadConfig) -> Sto
 
 
 def _knn(features: np.ndarray, labels: np.ndarray, counts: np.ndarray, config: HeadConfig) -> StoredHead:
+    """Memory of float32 L2-normalised training embeddings, one-hot votes and scikit-learn's reference.
+
+    scikit-learn ranks float64 Euclidean distances on the same float32 memory that the stored form ranks by
+    float32 dot products; the two may order neighbours that are tied within rounding differently (one of ``k``
+    votes then moves, 1/k). :func:`~hema.train.fewshot.heads.fit_head` therefore checks both against
+    :meth:`~hema.train.fewshot.heads.FittedHead.vote_range` rather than against each other (see *kNN ties* in
+    :mod:`hema.train.fewshot.heads`).
+    """
     from sklearn.neighbors import KNeighborsClassifier
 
     k = int(min(config.k, counts.min()))

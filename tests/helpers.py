@@ -1,0 +1,58 @@
+"""Helpers the test modules share: running the command lines and reading the reports they write.
+
+Imported as ``from helpers import ...``: pytest puts ``tests/`` on ``sys.path`` because the rootdir
+``tests/conftest.py`` lives there (and ``tests/`` has no ``__init__.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+__all__ = ["INFER", "invoke", "read_rows", "run_infer"]
+
+INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"
+
+
+def invoke(app: Any, *args: object):
+    """Run a typer ``app`` in this process with ``args`` (turned into strings); typer's ``Result``."""
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def run_infer(
+    *args: object, cwd: Path | None = None, prefix: Sequence[str] = (), **keywords: Any
+) -> subprocess.CompletedProcess[str]:
+    """``hema-infer ARGS`` in a fresh interpreter, as a lab runs the console entry point.
+
+    Args:
+        args: Command-line arguments (paths and numbers are turned into strings).
+        cwd: Folder to run in. It is also the child's ``HOME``, and no bytecode is written, so that an
+            unprivileged user who may write nowhere else can run it.
+        prefix: Command put before the interpreter (``setpriv ... --``).
+        keywords: Further ``subprocess.run`` keywords (``user``, ``group``, ``extra_groups``).
+    """
+    env = None if cwd is None else {**os.environ, "HOME": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", INFER, *map(str, args)],
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        timeout=300,
+        check=False,
+        cwd=cwd,
+        env=env,
+        **keywords,
+    )
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    """The rows of ``out/cells.csv``, the per-cell report of ``hema-infer classify``."""
+    with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
