@@ -49,14 +49,14 @@ default-model: install
 
 # The README's DINO run: 3 epochs on the PBC and BCCD train splits from ImageNet Lite0 (about 25 min on 2 cores).
 dino-cpu: install
-	$(BIN)/hema-train ssl --data ../shared/data/pbc --data ../shared/data/bccd --data-split train \
+	$(BIN)/hema-train ssl --cells ../shared/data/pbc --cells ../shared/data/bccd --split train \
 		--out runs/dino-lite0-cpu --global-size 128 --local-size 64 --local-crops 4 --batch-size 16 \
 		--epochs 3 --warmup-epochs 1 --lr 0.002 --workers 1
 	$(BIN)/hema-train fewshot --data ../shared/data/pbc --backbone runs/dino-lite0-cpu/checkpoint.pt \
 		--head lr --labels-per-class 50 --repeats 10 --out runs/fewshot-dino-lr50
 
 # The README's MDD comparison: PBC (train split) -> BCCD, source-only vs MDD (about 10 min each on 2 cores).
-MDD_RUN := --source ../shared/data/pbc --target ../shared/data/bccd --image-size 128 --batch-size 24 \
+MDD_RUN := --data ../shared/data/pbc --cells ../shared/data/bccd --image-size 128 --batch-size 24 \
 	--epochs 10 --iters-per-epoch 40 --grl-max-iters 200 --workers 2
 mdd-cpu: install
 	$(BIN)/hema-train adapt $(MDD_RUN) --trade-off 0 --out runs/source-only

@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from hema.train.adapt.training import AdaptConfig, adapt_mdd
+from hema.train.adapt.config import AdaptConfig
+from hema.train.adapt.training import adapt_mdd
 from hema.train.backbones.cell_backbone import create_backbone
 from hema.train.data.folders import find_labelled_images
-from hema.train.dino.training import DINOConfig, train_dino
+from hema.train.dino.config import DINOConfig
+from hema.train.dino.training import train_dino
 from hema.train.run.resumable_checkpoint import load_training_checkpoint
-from hema.train.supervised.finetune import SupervisedConfig, train_supervised
+from hema.train.supervised.config import SupervisedConfig
+from hema.train.supervised.finetune import train_supervised
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +52,8 @@ def _states_equal(first: dict, second: dict, atol: float) -> None:
 
 
 def test_resumed_dino_run_equals_uninterrupted_run(tiny_cells: Path, tmp_path: Path) -> None:
-    whole = train_dino(DINOConfig(data=(str(tiny_cells),), out=str(tmp_path / "whole"), **TINY_DINO))
-    interrupted = DINOConfig(data=(str(tiny_cells),), out=str(tmp_path / "parts"), max_steps=5, **TINY_DINO)
+    whole = train_dino(DINOConfig(cells=(str(tiny_cells),), out=str(tmp_path / "whole"), **TINY_DINO))
+    interrupted = DINOConfig(cells=(str(tiny_cells),), out=str(tmp_path / "parts"), max_steps=5, **TINY_DINO)
     train_dino(interrupted)  # stops mid-epoch 1 (6 steps per epoch)
     assert load_training_checkpoint(tmp_path / "parts" / "checkpoint.pt")["progress"]["step"] == 5
     parts = train_dino(DINOConfig(**{**interrupted.__dict__, "max_steps": None, "resume": True}))
@@ -66,7 +69,7 @@ def test_resumed_dino_run_equals_uninterrupted_run(tiny_cells: Path, tmp_path: P
 
 def test_two_process_ddp_run_equals_single_process_run(tiny_cells: Path, tmp_path: Path) -> None:
     arguments = [
-        "ssl", "--data", str(tiny_cells), "--global-size", "64", "--local-size", "32", "--local-crops", "2",
+        "ssl", "--cells", str(tiny_cells), "--global-size", "64", "--local-size", "32", "--local-crops", "2",
         "--out-dim", "64", "--batch-size", "8", "--epochs", "1", "--warmup-epochs", "0", "--workers", "0",
         "--device", "cpu",
     ]  # fmt: skip
@@ -89,7 +92,7 @@ def test_two_process_ddp_run_equals_single_process_run(tiny_cells: Path, tmp_pat
 
 def test_supervised_fine_tuning_lowers_the_loss_on_real_cells(tiny_cells: Path, tmp_path: Path) -> None:
     config = SupervisedConfig(
-        data=str(tiny_cells), out=str(tmp_path), data_split="all", val_fraction=0.34, image_size=64,
+        data=str(tiny_cells), out=str(tmp_path), split="all", val_fraction=0.34, image_size=64,
         batch_size=8, epochs=8, lr=1e-2, schedule="cosine", patience=100, workers=0, label_smoothing=0.0,
     )  # fmt: skip
     best = train_supervised(config)
@@ -107,7 +110,7 @@ def test_mdd_run_scores_the_target_without_its_labels_and_keeps_the_best(
     tiny_cells: Path, bccd_dir: Path, tmp_path: Path
 ) -> None:
     config = AdaptConfig(
-        source=str(tiny_cells), target=str(bccd_dir / "monocyte"), out=str(tmp_path), source_split="all",
+        data=str(tiny_cells), cells=str(bccd_dir / "monocyte"), out=str(tmp_path), split="all",
         image_size=64, epochs=2, iters_per_epoch=2, batch_size=8, workers=0,
     )  # fmt: skip
     best = adapt_mdd(config)

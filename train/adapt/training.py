@@ -12,7 +12,6 @@ accuracy is logged beside them, for reporting only. ``--trade-off 0`` trains the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from hema.train.adapt.config import SELECTION_SCORES, AdaptConfig
 from hema.train.adapt.gradient_reversal import WarmStartGradientReverseLayer
 from hema.train.adapt.mdd import MarginDisparityDiscrepancy, MDDClassifier
 from hema.train.adapt.target_scores import TargetCells, score_target
@@ -32,77 +32,9 @@ from hema.train.run.distributed import all_reduce_mean, init_distributed, shutdo
 from hema.train.run.log import RunLog
 from hema.train.run.loop import Budget, MixedPrecision, set_train_mode, wrap_distributed
 from hema.train.run.resumable_checkpoint import restore_training_state, save_training_checkpoint, training_checkpoint
-from hema.train.run.settings import RunSettings
 from hema.train.supervised.labelled_training import cycle_batches, inverse_frequency_weights, move
 
-__all__ = ["SELECTION_SCORES", "AdaptConfig", "adapt_mdd"]
-
-SELECTION_SCORES = {"entropy": -1.0, "snd": 1.0}
-"""Sign that makes each label-free score "higher is better"."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class AdaptConfig(RunSettings):
-    """An MDD adaptation run (defaults after thuml's MDD recipe, scaled to single-cell images).
-
-    Besides the fields below, every :class:`~hema.train.run.settings.RunSettings` field applies.
-
-    Attributes:
-        source: Labelled source cells, ``SOURCE/<class>/**/<image>``.
-        target: Target cells; class folders, if present, are only used to report accuracy.
-        out: Run folder: ``checkpoint.pt`` (latest), ``best.pt`` (best target score), ``metrics.csv``,
-            ``target.csv``.
-        source_split: Part of ``source`` to train on.
-        target_split: Part of ``target`` to adapt to (and score).
-        backbone: timm name (``efficientnet_lite0`` starts from ImageNet) or checkpoint file.
-        arch: timm architecture of a checkpoint that does not name it.
-        image_size: Input side.
-        epochs: Epochs of ``iters_per_epoch`` steps; the target is scored after each.
-        iters_per_epoch: Steps per epoch.
-        batch_size: Source images per step, and as many target images, over all processes.
-        lr: Learning rate of the new layers (backbone: 0.1x); SGD with Nesterov momentum.
-        lr_gamma: Decay ``lr * (1 + gamma * step) ** -lr_decay``.
-        lr_decay: See ``lr_gamma``.
-        weight_decay: SGD weight decay.
-        margin: MDD margin gamma.
-        trade_off: Weight of the transfer loss; 0 trains source-only.
-        bottleneck_dim: Bottleneck width (the adapted embedding).
-        width: Hidden width of both heads.
-        class_weights: Weight source classes by inverse frequency in the classification and MDD losses.
-        grl_max_iters: Steps for the gradient-reversal coefficient to warm up.
-        selection: Label-free score that picks ``best.pt``: ``entropy`` (lowest) or ``snd`` (highest).
-        workers: Data-loading processes per training process and domain.
-    """
-
-    source: str
-    target: str
-    out: str
-    source_split: str = "train"
-    target_split: str = "all"
-    backbone: str = "efficientnet_lite0"
-    arch: str | None = None
-    image_size: int = 224
-    epochs: int = 10
-    iters_per_epoch: int = 100
-    batch_size: int = 32
-    lr: float = 0.004
-    lr_gamma: float = 0.0002
-    lr_decay: float = 0.75
-    weight_decay: float = 5e-4
-    margin: float = 4.0
-    trade_off: float = 1.0
-    bottleneck_dim: int = 1024
-    width: int = 1024
-    class_weights: bool = True
-    grl_max_iters: int = 1000
-    selection: str = "entropy"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.selection not in SELECTION_SCORES:
-            raise ValueError(f"unknown selection {self.selection!r}; choose one of {sorted(SELECTION_SCORES)}")
-
-    workers: int = 2
+__all__ = ["adapt_mdd"]
 
 
 def _loader(
@@ -122,8 +54,8 @@ def adapt_mdd(config: AdaptConfig) -> Path:
     context = init_distributed(config.device)
     torch.manual_seed(config.seed)
     out = Path(config.out)
-    source = find_labelled_images(config.source, config.source_split)
-    target = TargetCells.find(config.target, config.target_split, source.class_names)
+    source = find_labelled_images(config.data, config.split)
+    target = TargetCells.find(config.cells, config.cells_split, source.class_names)
     classes = len(source.class_names)
     weights = inverse_frequency_weights(source.labels, classes)
     augment = CellAugmentation(config.image_size)

@@ -25,6 +25,7 @@ from hema.train.data.augmentations import MultiCropAugmentation, MultiCropConfig
 from hema.train.data.datasets import AugmentedCells
 from hema.train.data.folders import find_unlabelled_images
 from hema.train.data.sampling import GlobalBatchSampler
+from hema.train.dino.config import DINOConfig
 from hema.train.dino.loss import DINOLoss
 from hema.train.dino.projector import DINOHead, cancel_last_layer_gradients
 from hema.train.run.distributed import DistributedContext, all_reduce_mean, init_distributed, shutdown_distributed
@@ -32,75 +33,10 @@ from hema.train.run.log import RunLog
 from hema.train.run.loop import Budget, MixedPrecision, set_train_mode, unwrap, wrap_distributed
 from hema.train.run.resumable_checkpoint import restore_training_state, save_training_checkpoint, training_checkpoint
 from hema.train.run.schedules import cosine_schedule, teacher_temperature_schedule
-from hema.train.run.settings import RunSettings
 
-__all__ = ["DINOConfig", "DINOModel", "train_dino"]
+__all__ = ["DINOModel", "train_dino"]
 
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DINOConfig(RunSettings):
-    """Everything a DINO run needs; stored as a plain dict in its checkpoints.
-
-    Besides the fields below, every :class:`~hema.train.run.settings.RunSettings` field applies.
-
-    Attributes:
-        data: Folders of cell images (labels, if any, are ignored).
-        out: Run folder: ``checkpoint.pt``, ``metrics.csv``, ``tensorboard/``.
-        data_split: ``all``, ``train`` or ``test`` part of ``data`` (hema's content-hash split).
-        backbone: timm name (``efficientnet_lite0`` starts from ImageNet) or checkpoint file.
-        arch: timm architecture for checkpoints that do not name it.
-        pretrained: Start Lite0 from ImageNet; False trains from scratch.
-        global_size: Side of global crops (and the backbone's input size).
-        local_size: Side of local crops.
-        local_crops: Local crops per image.
-        out_dim: DINO prototypes.
-        epochs: Length of the schedules.
-        batch_size: Images per step over all processes.
-        lr: Peak learning rate per 256 images (scaled linearly with ``batch_size``).
-        min_lr: Final learning rate.
-        warmup_epochs: Linear learning-rate warm-up.
-        weight_decay: Initial weight decay (cosine to ``weight_decay_end``).
-        weight_decay_end: Final weight decay.
-        momentum_teacher: Initial teacher EMA momentum (cosine to 1).
-        warmup_teacher_temp: Teacher temperature of the first epoch.
-        teacher_temp: Teacher temperature after warm-up.
-        warmup_teacher_temp_epochs: Epochs of teacher-temperature warm-up.
-        student_temp: Student temperature.
-        clip_grad: Gradient-norm clip (0: none).
-        freeze_last_layer_epochs: Epochs with the prototype layer frozen.
-    """
-
-    data: tuple[str, ...]
-    out: str
-    data_split: str = "all"
-    backbone: str = "efficientnet_lite0"
-    arch: str | None = None
-    pretrained: bool = True
-    global_size: int = 224
-    local_size: int = 96
-    local_crops: int = 6
-    out_dim: int = 4096
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 5e-4
-    min_lr: float = 1e-6
-    warmup_epochs: int = 2
-    weight_decay: float = 0.04
-    weight_decay_end: float = 0.4
-    momentum_teacher: float = 0.996
-    warmup_teacher_temp: float = 0.04
-    teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: int = 0
-    student_temp: float = 0.1
-    clip_grad: float = 3.0
-    freeze_last_layer_epochs: int = 1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 <= self.warmup_epochs <= self.epochs or not 0 <= self.warmup_teacher_temp_epochs <= self.epochs:
-            raise ValueError(f"warm-up epochs must lie between 0 and epochs ({self.epochs})")
 
 
 class DINOModel(nn.Module):
@@ -200,11 +136,11 @@ def train_one_epoch(run: DINOTraining, loader: DataLoader, epoch: int, step: int
 
 
 def train_dino(config: DINOConfig) -> Path:
-    """Run (or resume) DINO training; returns the checkpoint path. See :class:`DINOConfig`."""
+    """Run (or resume) DINO training; returns the checkpoint path. See :class:`~hema.train.dino.config.DINOConfig`."""
     context = init_distributed(config.device)
     torch.manual_seed(config.seed)
     out = Path(config.out)
-    paths = find_unlabelled_images([Path(folder) for folder in config.data], config.data_split)
+    paths = find_unlabelled_images([Path(folder) for folder in config.cells], config.split)
     crops = MultiCropConfig(
         global_size=config.global_size, local_size=config.local_size, local_crops=config.local_crops
     )

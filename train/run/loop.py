@@ -12,10 +12,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from hema.train.run.distributed import DistributedContext, is_distributed
+from hema.train.run.settings import BATCHNORM_POLICIES
 
-__all__ = ["BATCHNORM_POLICIES", "Budget", "MixedPrecision", "set_train_mode", "unwrap", "wrap_distributed"]
-
-BATCHNORM_POLICIES = ("frozen", "train", "sync")
+__all__ = ["Budget", "MixedPrecision", "set_train_mode", "unwrap", "wrap_distributed"]
 
 
 @dataclass
@@ -80,7 +79,7 @@ def set_train_mode(model: nn.Module, batchnorm: str = "frozen", scope: nn.Module
 
     Args:
         model: The module to put in training mode.
-        batchnorm: One of :data:`BATCHNORM_POLICIES`.
+        batchnorm: One of :data:`~hema.train.run.settings.BATCHNORM_POLICIES`.
         scope: Where BatchNorm is frozen (default: all of ``model``), e.g. only the pretrained backbone.
     """
     if batchnorm not in BATCHNORM_POLICIES:

@@ -7,7 +7,6 @@ is written to ``best.pt`` in the layout ``hema-train fewshot`` and ``hema-export
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,63 +27,10 @@ from hema.train.run.log import RunLog
 from hema.train.run.loop import Budget, MixedPrecision, set_train_mode, unwrap, wrap_distributed
 from hema.train.run.resumable_checkpoint import restore_training_state, save_training_checkpoint, training_checkpoint
 from hema.train.run.schedules import cosine_schedule
-from hema.train.run.settings import RunSettings
+from hema.train.supervised.config import SupervisedConfig
 from hema.train.supervised.labelled_training import LinearClassifier, cycle_batches, inverse_frequency_weights, move
 
-__all__ = ["SCHEDULES", "SupervisedConfig", "learning_rate_schedule", "train_supervised", "validation_split"]
-
-SCHEDULES = ("onecycle", "cosine")
-BALANCING = ("loss", "sampler", "none")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SupervisedConfig(RunSettings):
-    """A supervised fine-tuning run.
-
-    Besides the fields below, every :class:`~hema.train.run.settings.RunSettings` field applies.
-
-    Attributes:
-        data: Labelled cells, ``DATA/<class>/**/<image>``.
-        out: Run folder: ``checkpoint.pt`` (latest, resumable), ``best.pt`` (best validation macro-F1).
-        data_split: Part of ``data`` to train and validate on (hema's content-hash split).
-        val_fraction: Share of each class held out for validation and early stopping (fixed by ``seed``).
-        backbone: timm name (``efficientnet_lite0`` starts from ImageNet) or checkpoint file.
-        arch: timm architecture of a checkpoint that does not name it.
-        image_size: Training and evaluation input side.
-        epochs: Maximum epochs.
-        batch_size: Images per step over all processes.
-        lr: Peak learning rate of the classifier; the backbone gets ``lr * backbone_lr_scale``.
-        backbone_lr_scale: Backbone learning-rate factor.
-        weight_decay: AdamW weight decay.
-        schedule: ``onecycle`` (30 % warm-up from lr/25, cosine down) or ``cosine`` (no warm-up).
-        balance: ``loss`` (class-weighted cross-entropy), ``sampler`` (class-balanced sampling) or ``none``.
-        label_smoothing: Cross-entropy label smoothing.
-        patience: Epochs without a better validation macro-F1 before stopping.
-    """
-
-    data: str
-    out: str
-    data_split: str = "train"
-    val_fraction: float = 0.15
-    backbone: str = "efficientnet_lite0"
-    arch: str | None = None
-    image_size: int = 224
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-3
-    backbone_lr_scale: float = 0.1
-    weight_decay: float = 0.05
-    schedule: str = "onecycle"
-    balance: str = "loss"
-    label_smoothing: float = 0.1
-    patience: int = 4
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
-        if self.balance not in BALANCING:
-            raise ValueError(f"unknown balancing {self.balance!r}; choose one of {BALANCING}")
+__all__ = ["learning_rate_schedule", "train_supervised", "validation_split"]
 
 
 def learning_rate_schedule(kind: str, lr: float, epochs: int, steps_per_epoch: int) -> np.ndarray:
@@ -112,7 +58,7 @@ def train_supervised(config: SupervisedConfig) -> Path:
     context = init_distributed(config.device)
     torch.manual_seed(config.seed)
     out = Path(config.out)
-    cells = find_labelled_images(config.data, config.data_split)
+    cells = find_labelled_images(config.data, config.split)
     train_index, val_index = validation_split(cells.labels, config.val_fraction, config.seed)
     classes = len(cells.class_names)
     train_labels = cells.labels[train_index]
