@@ -83,19 +83,19 @@ endef
 edge-models: install $(EDGE_LOGS)
 
 $(EDGE_STEM)-fp32.log: $(MODEL) | $(STAMP)
-	$(call edge_build,$@,$(EDGE_STEM)-fp32.xml,openvino $(MODEL) --out $(EDGE_STEM)-fp32.xml --precision fp32)
+	$(call edge_build,$@,$(EDGE_STEM)-fp32.xml,openvino --model $(MODEL) --out $(EDGE_STEM)-fp32.xml --precision fp32)
 
 $(EDGE_STEM)-fp16.log: $(MODEL) | $(STAMP)
-	$(call edge_build,$@,$(EDGE_STEM)-fp16.xml,openvino $(MODEL) --out $(EDGE_STEM)-fp16.xml --precision fp16 \
-		--check-data $(HEMA_DATA))
+	$(call edge_build,$@,$(EDGE_STEM)-fp16.xml,openvino --model $(MODEL) --out $(EDGE_STEM)-fp16.xml --precision fp16 \
+		--data $(HEMA_DATA))
 
 $(EDGE_STEM)-int8.log: $(MODEL) | $(STAMP)
-	$(call edge_build,$@,$(EDGE_STEM)-int8.xml,openvino $(MODEL) --out $(EDGE_STEM)-int8.xml --precision int8 \
-		--calibration $(HEMA_DATA))
+	$(call edge_build,$@,$(EDGE_STEM)-int8.xml,openvino --model $(MODEL) --out $(EDGE_STEM)-int8.xml --precision int8 \
+		--data $(HEMA_DATA))
 
 $(EDGE_STEM).int8.log: $(MODEL) | $(STAMP)
-	$(call edge_build,$@,$(EDGE_STEM).int8.onnx,onnx-int8 $(MODEL) --out $(EDGE_STEM).int8.onnx \
-		--calibration $(HEMA_DATA))
+	$(call edge_build,$@,$(EDGE_STEM).int8.onnx,onnx-int8 --model $(MODEL) --out $(EDGE_STEM).int8.onnx \
+		--data $(HEMA_DATA))
 
 # Every engine of MODEL against PyTorch eager in one run: benchmarks/results/<model name>.json, .md and .png.
 bench: install edge-models

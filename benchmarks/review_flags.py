@@ -39,7 +39,7 @@ from hema.train.fewshot.heads import l2_normalise
 
 def _outputs(engine, paths) -> dict[str, np.ndarray]:
     chunks: dict[str, list[np.ndarray]] = {}
-    for _, images in decoded_batches(paths, engine.card.input, 64, 2):
+    for _, images in decoded_batches(paths, engine.card.input, batch_size=64, decode_threads=2):
         for name, value in engine.run(np.stack(images)).items():
             chunks.setdefault(name, []).append(value)
     return {name: np.concatenate(values) for name, values in chunks.items()}
@@ -71,7 +71,7 @@ def _flag_stats(reviews: list[str], truth=None, predicted=None) -> dict:
 
 def _labelled_run(engine, root: Path, split: str) -> tuple[dict, list[str]]:
     labelled = find_labelled_images(root, split)
-    results = list(classify_files(engine, labelled.paths, batch_size=64, workers=2))
+    results = list(classify_files(engine, labelled.paths, batch_size=64, decode_threads=2))
     names = list(engine.card.class_names)
     truth = np.array([names.index(labelled.class_names[label]) for label in labelled.labels])
     predicted = np.array([names.index(result.label) for result in results])
@@ -212,7 +212,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         paths = write_non_cell_images(Path(temporary) / "generated")
         paths += _corner_crops(args.data / "pbc", Path(temporary) / "corners")
-        reviews = [result.review for result in classify_files(engine, paths, batch_size=64, workers=2)]
+        reviews = [result.review for result in classify_files(engine, paths, batch_size=64, decode_threads=2)]
         kinds = [path.name.split("_")[0] for path in paths]
         report["non_cells"] = {
             kind: _flag_stats([r for r, k in zip(reviews, kinds) if k == kind]) for kind in dict.fromkeys(kinds)

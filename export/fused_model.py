@@ -96,6 +96,7 @@ def _save(model: onnx.ModelProto, out: Path) -> bytes:
 def export_classifier(
     head_dir: Path,
     out: Path,
+    *,
     backbone: str | None = None,
     arch: str | None = None,
     parity_data: Path | None = None,
@@ -146,7 +147,7 @@ def export_classifier(
 
 
 def export_backbone(
-    backbone: str, out: Path, parity_data: Path, arch: str | None = None, image_size: int = 224
+    backbone: str, out: Path, *, parity_data: Path, arch: str | None = None, image_size: int = 224
 ) -> ExportResult:
     """Export a backbone alone (output ``embedding``) for ``hema-train fewshot --backbone FILE.onnx``."""
     extractor = open_feature_extractor(backbone, arch=arch, image_size=image_size, device="cpu")

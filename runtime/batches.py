@@ -79,17 +79,17 @@ def decode_or_reason(path: Path, spec: InputSpec) -> np.ndarray | str:
 
 
 def decoded_batches(
-    files: Sequence[Path], spec: InputSpec, batch_size: int = 32, workers: int = 4
+    files: Sequence[Path], spec: InputSpec, *, batch_size: int = 32, decode_threads: int = 4
 ) -> Iterator[DecodedBatch]:
     """Yield ``(paths, images)`` per batch; each image is a ``uint8`` array or the reason it is missing.
 
-    Pillow releases the GIL while decoding, so ``workers`` threads decode the next batch while the caller runs
+    Pillow releases the GIL while decoding, so ``decode_threads`` threads decode the next batch while the caller runs
     the model on this one. At most two batches are held in memory, however many files there are.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     batches = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, decode_threads)) as pool:
 
         def submit(batch: Sequence[Path]) -> list[Future[np.ndarray | str]]:
             return [pool.submit(decode_or_reason, path, spec) for path in batch]

@@ -54,8 +54,9 @@ def slide_of(path: Path) -> str:
 def classify_files(
     engine: Engine,
     files: Sequence[Path],
+    *,
     batch_size: int = 32,
-    workers: int = 4,
+    decode_threads: int = 4,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[CellResult]:
     """Classify files in batches, yielding one result per file in input order.
@@ -64,7 +65,7 @@ def classify_files(
         engine: A loaded classifier model.
         files: Image files.
         batch_size: Images per engine call.
-        workers: Threads decoding images.
+        decode_threads: Threads decoding images.
         on_batch: Called with the number of files finished after each batch (for progress bars).
 
     Raises:
@@ -73,7 +74,9 @@ def classify_files(
     engine.require_classifier()
     class_names = engine.card.class_names
     policy = ReviewPolicy.from_card(engine.card, engine.output_names)
-    for batch, images in decoded_batches(files, engine.card.input, batch_size, workers):
+    for batch, images in decoded_batches(
+        files, engine.card.input, batch_size=batch_size, decode_threads=decode_threads
+    ):
         yield from _classify_batch(engine, batch, images, class_names, policy)
         if on_batch is not None:
             on_batch(len(batch))

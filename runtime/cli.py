@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
+from hema.cli_support import batch_size_option, hidden_alias, model_option, out_option, renamed
 from hema.runtime.classify import classify_files
 from hema.runtime.default_model import resolve_model_path
 from hema.runtime.discovery import find_cell_images
@@ -32,11 +33,7 @@ app = typer.Typer(
 
 ModelOption = Annotated[
     Path | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Exported hema model: .onnx, OpenVINO .xml or TensorRT .engine. Default: the model embedded in hema.",
-    ),
+    model_option("Exported hema model: .onnx, OpenVINO .xml or TensorRT .engine. Default: the model embedded in hema."),
 ]
 BackendOption = Annotated[
     str,
@@ -44,8 +41,9 @@ BackendOption = Annotated[
         help=f"Inference engine: auto (the fastest installed for the model) or one of {', '.join(BACKENDS)}.",
     ),
 ]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")]
-WorkersOption = Annotated[int, typer.Option(min=1, help="Threads decoding images.")]
+BatchSizeOption = Annotated[int, batch_size_option("Images per model call.")]
+DecodeThreadsOption = Annotated[int, typer.Option(min=1, help="Threads decoding images.")]
+OldWorkersOption = Annotated[int | None, hidden_alias("--workers")]
 ThreadsOption = Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")]
 UnverifiedOption = Annotated[
     bool,
@@ -75,17 +73,16 @@ def _load(
 def classify(
     paths: Annotated[list[Path], typer.Argument(help="Cell image files and/or folders (searched recursively).")],
     model: ModelOption = None,
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for cells.csv, summary.json and report.html.")
-    ] = Path("hema-report"),
+    out: Annotated[Path, out_option("Folder for cells.csv, summary.json and report.html.")] = Path("hema-report"),
     batch_size: BatchSizeOption = 32,
-    workers: WorkersOption = 4,
+    decode_threads: DecodeThreadsOption = 4,
     threads: ThreadsOption = 0,
     backend: BackendOption = "auto",
     unverified: UnverifiedOption = False,
     no_html: Annotated[
         bool, typer.Option("--no-html", help="Do not write report.html (the review page with cell thumbnails).")
     ] = False,
+    workers: OldWorkersOption = None,
 ) -> None:
     """Classify every cell image and write one row per file to OUT/cells.csv and counts to OUT/summary.json.
 
@@ -94,6 +91,7 @@ def classify(
     Files that cannot be read get a row with status "error" and the reason; the others are classified.
     Exit code: 0 all files classified, 1 some files could not be read, 2 no usable model or no input.
     """
+    decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
     engine = _load(model, backend, threads, unverified, classifier=True)
     typer.echo(f"model: {engine.path} on {engine.describe()}", err=True)
     inputs = find_cell_images(paths)
@@ -112,7 +110,13 @@ def classify(
         CsvCellWriter(out / "cells.csv", engine.card.class_names) as writer,
         tqdm(total=len(inputs.images), unit="cell", desc="classifying", disable=None) as progress,
     ):
-        for result in classify_files(engine, inputs.images, batch_size, workers, on_batch=progress.update):
+        for result in classify_files(
+            engine,
+            inputs.images,
+            batch_size=batch_size,
+            decode_threads=decode_threads,
+            on_batch=progress.update,
+        ):
             writer.write(result)
             results.append(result)
 
@@ -128,7 +132,7 @@ def classify(
                 summary,
                 engine.card.class_names,
                 description,
-                workers=workers,
+                threads=decode_threads,
                 on_thumbnail=progress.update,
             )
         written.append(out / "report.html")
@@ -136,6 +140,8 @@ def classify(
         if result.status == "error":
             typer.echo(f"error: {result.path}: {result.error}", err=True)
     typer.echo(format_summary(summary))
+    if summary["shift_warning"]:
+        typer.echo(f"warning: {summary['shift_warning']}", err=True)
     if not ReviewPolicy.from_card(engine.card, engine.output_names).active:
         typer.echo("note: this model carries no review thresholds (exported before review flags): no cell is flagged")
     typer.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
@@ -164,16 +170,14 @@ def watch(
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Folder for journal.jsonl (every result, saved first), cells.csv and summary.json. Use the same "
-            "folder again to go on after a stop or a crash.",
+        out_option(
+            "Folder for journal.jsonl (every result, saved first), cells.csv and summary.json. Use the same "
+            "folder again to go on after a stop or a crash."
         ),
     ],
     model: ModelOption = None,
     batch_size: BatchSizeOption = 32,
-    workers: WorkersOption = 4,
+    decode_threads: DecodeThreadsOption = 4,
     threads: ThreadsOption = 0,
     backend: BackendOption = "auto",
     unverified: UnverifiedOption = False,
@@ -195,6 +199,7 @@ def watch(
         bool,
         typer.Option("--once", help="Classify what is in the folder now (once it settles), write the reports, exit."),
     ] = False,
+    workers: OldWorkersOption = None,
 ) -> None:
     """Watch a folder and classify cell images as they arrive, each exactly once, even across crashes.
 
@@ -203,10 +208,18 @@ def watch(
     on where it stopped. Ctrl-C or SIGTERM: finish the current batch, write the reports, exit.
     Exit code: 0 every image classified, 1 some could not be read, 2 no usable model, or OUT is damaged or in use.
     """
+    decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
     engine = _load(model, backend, threads, unverified, classifier=True)
     typer.echo(f"model: {engine.path} on {engine.describe()}", err=True)
     typer.echo(f"{'classifying' if once else 'watching'} {folder} (Ctrl-C to stop)", err=True)
-    settings = WatchSettings(batch_size, workers, poll_interval, settle, empty_timeout, once=once)
+    settings = WatchSettings(
+        batch_size=batch_size,
+        decode_threads=decode_threads,
+        poll_interval=poll_interval,
+        settle=settle,
+        empty_timeout=empty_timeout,
+        once=once,
+    )
     stop = StopFlag()
     try:
         with stop_on_signals(stop), tqdm(unit="cell", desc="classified", disable=None) as progress:

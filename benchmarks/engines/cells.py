@@ -72,7 +72,7 @@ def decode_cells(data: Path, split: str, class_names: tuple[str, ...], spec: obj
     labels = [class_names.index(labelled.class_names[label]) for label in labelled.labels]
     pixels = folder / "cells.u8"
     with pixels.open("wb") as out:
-        for batch, images in decoded_batches(labelled.paths, spec, 64, 2):
+        for batch, images in decoded_batches(labelled.paths, spec, batch_size=64, decode_threads=2):
             for path, image in zip(batch, images):
                 if isinstance(image, str):
                     raise ValueError(f"{path}: {image}")

@@ -99,7 +99,7 @@ def decode_threads(paths: Sequence[Path], spec: object, workers: Sequence[int]) 
     found = []
     for count in workers:
         start = time.perf_counter()
-        cells = sum(len(images) for _, images in decoded_batches(paths, spec, 32, count))
+        cells = sum(len(images) for _, images in decoded_batches(paths, spec, batch_size=32, decode_threads=count))
         found.append({"workers": count, "cells_per_s": cells / (time.perf_counter() - start)})
     return found
 

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hema.export.precision.gate import AgreementGate
 from hema.runtime.batches import decoded_batches
 from hema.runtime.engines.base import PROBABILITIES_OUTPUT, Engine
 from hema.train.data.folders import find_labelled_images
 from hema.train.evaluate.metrics import classification_metrics
 
-__all__ = ["DEFAULT_MAX_ACCURACY_DROP", "DEFAULT_MIN_AGREEMENT", "AgreementError", "AgreementReport", "compare_models"]
-
-DEFAULT_MIN_AGREEMENT = 0.99
-DEFAULT_MAX_ACCURACY_DROP = 0.005
+__all__ = ["AgreementError", "AgreementReport", "compare_models"]
 
 
 class AgreementError(RuntimeError):
@@ -56,15 +54,17 @@ class AgreementReport:
         """Reference minus candidate balanced accuracy (positive: the candidate is worse)."""
         return self.reference_balanced_accuracy - self.candidate_balanced_accuracy
 
-    def problems(self, min_agreement: float, max_drop: float) -> list[str]:
-        """Why the candidate fails the thresholds (empty when it passes)."""
+    def problems(self, gate: AgreementGate) -> list[str]:
+        """Why the candidate fails the gate (empty when it passes)."""
         found = []
-        if self.label_agreement < min_agreement:
-            found.append(f"labels agree on {self.label_agreement:.2%} of {self.cells} cells (need {min_agreement:.0%})")
-        if self.balanced_accuracy_drop > max_drop:
+        if self.label_agreement < gate.min_agreement:
+            found.append(
+                f"labels agree on {self.label_agreement:.2%} of {self.cells} cells (need {gate.min_agreement:.0%})"
+            )
+        if self.balanced_accuracy_drop > gate.max_accuracy_drop:
             found.append(
                 f"balanced accuracy drops by {100 * self.balanced_accuracy_drop:.2f} points "
-                f"(allowed {100 * max_drop:.2f})"
+                f"(allowed {100 * gate.max_accuracy_drop:.2f})"
             )
         return found
 
@@ -82,7 +82,7 @@ class AgreementReport:
 
 
 def compare_models(
-    candidate: Engine, reference: Engine, data: Path, split: str = "test", batch_size: int = 32
+    candidate: Engine, reference: Engine, data: Path, *, split: str = "test", batch_size: int = 32
 ) -> AgreementReport:
     """Classify the labelled cells of ``data`` (one folder per class) with both models and compare.
 
@@ -99,7 +99,7 @@ def compare_models(
         raise ValueError(f"class folders {unknown} under {data} are not classes of the model ({', '.join(classes)})")
     truth = np.array([classes.index(labelled.class_names[label]) for label in labelled.labels])
     got: dict[str, list[np.ndarray]] = {"candidate": [], "reference": []}
-    for batch, images in decoded_batches(labelled.paths, reference.card.input, batch_size):
+    for batch, images in decoded_batches(labelled.paths, reference.card.input, batch_size=batch_size):
         broken = [f"{path}: {image}" for path, image in zip(batch, images) if isinstance(image, str)]
         if broken:
             raise ValueError(f"cannot compare on unreadable cells: {broken[0]}")

@@ -17,16 +17,15 @@ from typing import Any
 import onnx
 
 from hema.export.graph.fuse import read_card
-from hema.export.precision.agreement import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
+from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings
 from hema.export.precision.reduced_precision import ReducedPrecisionExport, check_candidate
+from hema.export.precision.targets import OPENVINO_PRECISIONS
 from hema.runtime.card import ModelCard
 from hema.runtime.engines.openvino_engine import OPENVINO_CARD_KEY, OpenVinoEngine
 from hema.runtime.manifest import write_manifest
 
-__all__ = ["OPENVINO_PRECISIONS", "export_openvino"]
-
-OPENVINO_PRECISIONS = ("fp32", "fp16", "int8")
+__all__ = ["export_openvino"]
 
 
 def _converted_int8(source: Path, calibration: Path, settings: Int8Settings) -> tuple[Any, dict[str, Any]]:
@@ -54,11 +53,11 @@ def _save(model: Any, card: ModelCard, out: Path, precision: str) -> list[Path]:
 def export_openvino(
     source: Path,
     out: Path,
+    *,
     precision: str = "fp32",
     calibration: Path | None = None,
     check_data: Path | None = None,
-    min_agreement: float = DEFAULT_MIN_AGREEMENT,
-    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+    gate: AgreementGate = AgreementGate(),
     settings: Int8Settings = Int8Settings(),
 ) -> ReducedPrecisionExport:
     """Write ``out`` (``.xml`` + ``.bin``) from the FP32 hema ONNX model ``source``.
@@ -70,8 +69,7 @@ def export_openvino(
         calibration: Cell folder whose train split calibrates INT8 (required for ``int8``).
         check_data: Labelled folder whose test split the result is checked on (default: ``calibration``).
             Required for ``fp16`` and ``int8``; optional for ``fp32``.
-        min_agreement: Least share of check cells that must keep their class.
-        max_accuracy_drop: Largest balanced-accuracy loss allowed (0.005 is half a point).
+        gate: How closely FP16 and INT8 must agree with FP32.
         settings: INT8 quantisation settings.
 
     Raises:
@@ -87,11 +85,11 @@ def export_openvino(
         raise ValueError(f"{source}'s head ({card.head.get('kind')}) runs in ONNX Runtime only, not in OpenVINO")
     check_data = check_data or calibration
     if precision != "fp32" and check_data is None:
-        raise ValueError(f"a {precision} export is checked against FP32 on labelled cells: pass --check-data")
+        raise ValueError(f"a {precision} export is checked against FP32 on labelled cells: pass --data")
     quantisation: dict[str, Any] = {}
     if precision == "int8":
         if calibration is None:
-            raise ValueError("INT8 needs calibration cells: pass --calibration")
+            raise ValueError("INT8 needs calibration cells: pass --data")
         model, quantisation = _converted_int8(source, calibration, settings)
     else:
         model = ov.convert_model(str(source))
@@ -99,13 +97,12 @@ def export_openvino(
     report = None
     if check_data is not None:
         report = check_candidate(
-            lambda path: _save(model, card, path, precision),
-            OpenVinoEngine,
-            out.name,
-            source,
-            check_data,
-            min_agreement,
-            max_accuracy_drop,
+            save=lambda path: _save(model, card, path, precision),
+            open_candidate=OpenVinoEngine,
+            name=out.name,
+            source=source,
+            check_data=check_data,
+            gate=gate,
         )
         card = replace(card, quantisation={**quantisation, "agreement": report.to_dict()})
     files = _save(model, card, out, precision)

@@ -13,13 +13,8 @@ from pathlib import Path
 import onnx
 
 from hema.export.graph.fuse import attach_card, read_card
-from hema.export.precision.agreement import (
-    DEFAULT_MAX_ACCURACY_DROP,
-    DEFAULT_MIN_AGREEMENT,
-    AgreementError,
-    AgreementReport,
-    compare_models,
-)
+from hema.export.precision.agreement import AgreementError, AgreementReport, compare_models
+from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings
 from hema.runtime.card import ModelCard
 from hema.runtime.engines.base import Engine
@@ -40,24 +35,24 @@ class ReducedPrecisionExport:
 
 
 def check_candidate(
+    *,
     save: Callable[[Path], object],
     open_candidate: Callable[[Path], Engine],
     name: str,
     source: Path,
     check_data: Path,
-    min_agreement: float,
-    max_accuracy_drop: float,
+    gate: AgreementGate,
 ) -> AgreementReport:
     """Save the candidate into a temporary folder, run it beside the FP32 ``source`` and judge the difference.
 
     Raises:
-        AgreementError: If it fails ``min_agreement`` or ``max_accuracy_drop``.
+        AgreementError: If it fails the ``gate``.
     """
     with tempfile.TemporaryDirectory() as folder:
         candidate = Path(folder) / name
         save(candidate)
         report = compare_models(open_candidate(candidate), OnnxRuntimeEngine(source), check_data)
-    problems = report.problems(min_agreement, max_accuracy_drop)
+    problems = report.problems(gate)
     if problems:
         raise AgreementError(f"{name} disagrees with {source.name}: " + "; ".join(problems))
     return report
@@ -66,10 +61,10 @@ def check_candidate(
 def export_onnx_int8(
     source: Path,
     out: Path,
+    *,
     calibration: Path,
     check_data: Path | None = None,
-    min_agreement: float = DEFAULT_MIN_AGREEMENT,
-    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+    gate: AgreementGate = AgreementGate(),
     settings: Int8Settings = Int8Settings(),
 ) -> ReducedPrecisionExport:
     """Quantise ``source`` for ONNX Runtime and write ``out`` only if it agrees with FP32.
@@ -79,8 +74,7 @@ def export_onnx_int8(
         out: The INT8 ``.onnx`` to write.
         calibration: Cells whose train split calibrates and validates the quantisation.
         check_data: Labelled cells whose test split judges it (default: ``calibration``).
-        min_agreement: Least share of check cells that must keep their class.
-        max_accuracy_drop: Largest balanced-accuracy loss allowed.
+        gate: How closely it must agree with FP32.
         settings: Quantisation settings.
 
     Raises:
@@ -90,13 +84,12 @@ def export_onnx_int8(
 
     model = quantise_onnx(source, calibration, settings)
     report = check_candidate(
-        lambda path: onnx.save(model, str(path)),
-        OnnxRuntimeEngine,
-        out.name,
-        source,
-        check_data or calibration,
-        min_agreement,
-        max_accuracy_drop,
+        save=lambda path: onnx.save(model, str(path)),
+        open_candidate=OnnxRuntimeEngine,
+        name=out.name,
+        source=source,
+        check_data=check_data or calibration,
+        gate=gate,
     )
     card = read_card(model)
     card = replace(card, quantisation={**card.quantisation, "agreement": report.to_dict()})

@@ -26,12 +26,11 @@ import onnx
 
 from hema.export.graph.fuse import read_card
 from hema.export.precision.int8_quantisation import Int8Settings
+from hema.export.precision.targets import TENSORRT_PRECISIONS
 from hema.runtime.engines.base import IMAGE_INPUT, ModelError
 from hema.runtime.manifest import write_manifest
 
-__all__ = ["TENSORRT_PRECISIONS", "build_tensorrt_engine", "half_precision_onnx"]
-
-TENSORRT_PRECISIONS = ("fp16", "int8")
+__all__ = ["build_tensorrt_engine", "half_precision_onnx"]
 
 
 def half_precision_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -69,6 +68,7 @@ def _gpu_name() -> str:
 def build_tensorrt_engine(
     source: Path,
     out: Path,
+    *,
     precision: str = "fp16",
     calibration: Path | None = None,
     max_batch: int = 64,

@@ -1,5 +1,5 @@
-"""The review flags' thresholds, calibrated at export on out-of-fold training cells, and non-cell test images."""
+"""The review flags' thresholds, calibrated at export on out-of-fold training cells, and non-cell test images.
 
-from hema.export.review.thresholds import ReviewCalibration, ReviewSettings, calibrate_review
-
-__all__ = ["ReviewCalibration", "ReviewSettings", "calibrate_review"]
+:mod:`.thresholds` (:func:`~hema.export.review.thresholds.calibrate_review`), :mod:`.out_of_fold` and
+:mod:`.non_cells`. Nothing is imported here, so that ``hema-export --help`` loads neither onnx nor torch.
+"""

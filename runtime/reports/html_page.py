@@ -24,6 +24,7 @@ from hema.runtime.reports.atomic_files import write_text_atomic
 from hema.runtime.reports.html_style import REPORT_CSS
 from hema.runtime.reports.tables import printable_name
 from hema.runtime.reports.thumbnails import thumbnail_data_uris
+from hema.runtime.review import shift_warning
 
 __all__ = ["render_html_report", "write_html_report"]
 
@@ -136,6 +137,9 @@ def _facts(results: Sequence[CellResult]) -> str:
         parts.append(f'<span class="pill flag">{flagged:,} flagged for review</span>')
     if errors:
         parts.append(f'<span class="pill error">{_plural(errors, "unreadable file")}</span>')
+    warning = shift_warning([result.review for result in results if result.status == "ok"])
+    if warning:
+        parts.append(f'<p class="shift-warning" role="alert"><strong>Lab shift.</strong> {_e(warning)}</p>')
     return "".join(parts)
 
 
@@ -220,7 +224,7 @@ def write_html_report(
     class_names: Sequence[str],
     model_description: str = "",
     *,
-    workers: int = 4,
+    threads: int = 4,
     on_thumbnail: Callable[[int], None] | None = None,
 ) -> None:
     """Write the self-contained review page ``report.html`` atomically.
@@ -231,10 +235,10 @@ def write_html_report(
         summary: The run's summary (see :func:`render_html_report`).
         class_names: The model's classes in output order.
         model_description: One line naming the model and engine, shown in the page header.
-        workers: Threads making thumbnails.
+        threads: Threads making thumbnails.
         on_thumbnail: Called with 1 after each thumbnail (for progress bars).
     """
     ok = [result for result in results if result.status == "ok"]
-    uris = thumbnail_data_uris([result.path for result in ok], workers=workers, on_done=on_thumbnail)
+    uris = thumbnail_data_uris([result.path for result in ok], threads=threads, on_done=on_thumbnail)
     thumbnails = {result.path: uri for result, uri in zip(ok, uris)}
     write_text_atomic(path, render_html_report(results, summary, class_names, model_description, thumbnails))

@@ -38,6 +38,8 @@ section.slide > header { display: flex; align-items: baseline; gap: 14px; flex-w
 .slide-facts { color: var(--muted); font-size: 13px; }
 .pill { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 12px; font-weight: 600; }
 .pill.flag { background: var(--flag-soft); color: var(--flag); }
+.shift-warning { flex-basis: 100%; margin: 8px 0 0; padding: 8px 12px; border-left: 4px solid var(--error);
+  background: var(--error-soft); color: var(--error); }
 .pill.error { background: var(--error-soft); color: var(--error); }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 table.differential { min-width: 520px; }

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from hema.runtime.classify import CellResult
 from hema.runtime.reports.atomic_files import write_text_atomic
+from hema.runtime.review import shift_warning
 
 __all__ = [
     "CELLS_COLUMNS",
@@ -120,24 +121,32 @@ def summarise(
 
     Percentages are of the cells classified on that slide (error rows are counted apart). ``flagged`` counts the
     classified cells with a review reason, overall and per slide; every slide lists its flagged cells
-    (``path``, ``label``, ``reason``) in input order under ``flagged_cells``.
+    (``path``, ``label``, ``reason``) in input order under ``flagged_cells``. ``shift_warning``, overall and per
+    slide, is :func:`hema.runtime.review.shift_warning` of those cells (``null`` when none is due).
     """
     overall: Counter[str] = Counter()
     slides: dict[str, Counter[str]] = {}
     errors: Counter[str] = Counter()
     flagged: dict[str, list[dict[str, str]]] = {}
     total = 0
+    ok_results = []
     for result in results:
         total += 1
         slides.setdefault(result.slide, Counter())
         flagged.setdefault(result.slide, [])
         if result.status == "ok":
+            ok_results.append(result)
             overall[result.label] += 1
             slides[result.slide][result.label] += 1
             if result.review:
                 flagged[result.slide].append({"path": str(result.path), "label": result.label, "reason": result.review})
         else:
             errors[result.slide] += 1
+    reviews: dict[str, list[str]] = {}
+    for slide in slides:
+        reviews[slide] = []
+    for result in ok_results:
+        reviews[result.slide].append(result.review)
     return {
         "model": model,
         "files": total,
@@ -146,6 +155,7 @@ def summarise(
         "flagged": sum(len(cells) for cells in flagged.values()),
         "skipped_non_images": skipped,
         "classes": _counts(overall, class_names),
+        "shift_warning": shift_warning([result.review for result in ok_results]),
         "slides": {
             slide: {
                 "classified": sum(counts.values()),
@@ -153,6 +163,7 @@ def summarise(
                 "flagged": len(flagged[slide]),
                 "classes": _counts(counts, class_names),
                 "flagged_cells": flagged[slide],
+                "shift_warning": shift_warning(reviews[slide]),
             }
             for slide, counts in sorted(slides.items())
         },

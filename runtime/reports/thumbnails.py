@@ -48,7 +48,7 @@ def thumbnail_data_uris(
     paths: Sequence[Path],
     size: int = THUMBNAIL_SIZE,
     quality: int = THUMBNAIL_QUALITY,
-    workers: int = 4,
+    threads: int = 4,
     on_done: Callable[[int], None] | None = None,
 ) -> list[str | None]:
     """:func:`thumbnail_data_uri` for many files on a thread pool (Pillow releases the GIL while decoding).
@@ -57,7 +57,7 @@ def thumbnail_data_uris(
         paths: Image files.
         size: Longest side of each thumbnail in pixels.
         quality: JPEG quality (1-95).
-        workers: Threads.
+        threads: Threads.
         on_done: Called with 1 after each thumbnail (for progress bars).
 
     Returns:
@@ -65,7 +65,7 @@ def thumbnail_data_uris(
     """
 
     uris: list[str | None] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for uri in pool.map(lambda path: thumbnail_data_uri(path, size, quality), paths):
             uris.append(uri)
             if on_done is not None:

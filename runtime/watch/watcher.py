@@ -47,7 +47,7 @@ class WatchSettings:
 
     Attributes:
         batch_size: Images per engine call; also the unit that is journaled (and lost at most, in a crash).
-        workers: Threads decoding images.
+        decode_threads: Threads decoding images.
         poll_interval: Seconds between two scans of the folder when there is nothing to do.
         settle: Seconds a file's size and modification time must stay unchanged before it is read.
         empty_timeout: Seconds an empty file must stay empty before it gets an error row.
@@ -56,7 +56,7 @@ class WatchSettings:
     """
 
     batch_size: int = 32
-    workers: int = 4
+    decode_threads: int = 4
     poll_interval: float = 1.0
     settle: float = 2.0
     empty_timeout: float = 30.0
@@ -202,7 +202,12 @@ def _process(
 ) -> Iterator[list[tuple[Arrival, CellResult]]]:
     """Classify settled images, yielding one engine batch at a time; stop after the batch during which a stop
     was asked for (the rest stay unjournaled and are classified by the next run)."""
-    results = classify_files(engine, [arrival.path for arrival in ready], settings.batch_size, settings.workers)
+    results = classify_files(
+        engine,
+        [arrival.path for arrival in ready],
+        batch_size=settings.batch_size,
+        decode_threads=settings.decode_threads,
+    )
     batch: list[tuple[Arrival, CellResult]] = []
     try:
         for number, (arrival, result) in enumerate(zip(ready, results), start=1):

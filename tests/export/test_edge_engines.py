@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from hema.export.cli import app as export_app
 from hema.export.graph.fuse import read_card
 from hema.export.precision.agreement import AgreementError, compare_models
+from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings
 from hema.export.precision.openvino_ir import export_openvino
 from hema.export.precision.reduced_precision import export_onnx_int8
@@ -36,7 +37,7 @@ def reference() -> OnnxRuntimeEngine:
 @pytest.fixture(scope="module")
 def openvino_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ov") / "cells.xml"
-    export_openvino(DEFAULT_MODEL_PATH, out, "fp32")
+    export_openvino(DEFAULT_MODEL_PATH, out, precision="fp32")
     return out
 
 
@@ -60,7 +61,7 @@ def test_openvino_fp32_matches_onnxruntime_on_real_cells(
 
 
 def test_openvino_fp16_is_half_the_size_and_agrees(tmp_path: Path, openvino_fp32: Path, small_pbc_eval: Path) -> None:
-    result = export_openvino(DEFAULT_MODEL_PATH, tmp_path / "half.xml", "fp16", check_data=small_pbc_eval)
+    result = export_openvino(DEFAULT_MODEL_PATH, tmp_path / "half.xml", precision="fp16", check_data=small_pbc_eval)
     assert result.agreement is not None and result.agreement.label_agreement >= 0.99
     fp32_bytes = openvino_fp32.with_suffix(".bin").stat().st_size
     assert (tmp_path / "half.bin").stat().st_size < 0.6 * fp32_bytes
@@ -70,18 +71,21 @@ def test_openvino_fp16_is_half_the_size_and_agrees(tmp_path: Path, openvino_fp32
 def test_a_failed_agreement_writes_nothing(tmp_path: Path, small_pbc_eval: Path) -> None:
     with pytest.raises(AgreementError, match="balanced accuracy drops|labels agree"):
         export_openvino(
-            DEFAULT_MODEL_PATH, tmp_path / "half.xml", "fp16", check_data=small_pbc_eval, max_accuracy_drop=-1.0
+            DEFAULT_MODEL_PATH,
+            tmp_path / "half.xml",
+            precision="fp16",
+            check_data=small_pbc_eval,
+            gate=AgreementGate(max_accuracy_drop=-1.0),
         )
     assert list(tmp_path.iterdir()) == []
 
 
-def _export_int8(target: str, out: Path, calibration: Path, check: Path, **thresholds: float):
+def _export_int8(target: str, out: Path, calibration: Path, check: Path, gate: AgreementGate):
+    common = {"calibration": calibration, "check_data": check, "gate": gate, "settings": SMALL_INT8}
     if target == "openvino":
-        result = export_openvino(DEFAULT_MODEL_PATH, out.with_suffix(".xml"), "int8", calibration, check,
-                                 settings=SMALL_INT8, **thresholds)  # fmt: skip
+        result = export_openvino(DEFAULT_MODEL_PATH, out.with_suffix(".xml"), precision="int8", **common)
         return result, OpenVinoEngine(result.path)
-    result = export_onnx_int8(DEFAULT_MODEL_PATH, out.with_suffix(".onnx"), calibration, check, settings=SMALL_INT8,
-                              **thresholds)  # fmt: skip
+    result = export_onnx_int8(DEFAULT_MODEL_PATH, out.with_suffix(".onnx"), **common)
     return result, OnnxRuntimeEngine(result.path)
 
 
@@ -91,8 +95,8 @@ def test_int8_export_is_quantised_and_records_its_agreement(
     target: str, tmp_path: Path, small_pbc: Path, small_pbc_eval: Path, reference: OnnxRuntimeEngine
 ) -> None:
     """Thresholds opened wide: the artifact is written, and its card holds what the check measured."""
-    result, engine = _export_int8(target, tmp_path / "q", small_pbc, small_pbc_eval, min_agreement=0.0,
-                                  max_accuracy_drop=1.0)  # fmt: skip
+    wide_open = AgreementGate(min_agreement=0.0, max_accuracy_drop=1.0)
+    result, engine = _export_int8(target, tmp_path / "q", small_pbc, small_pbc_eval, wide_open)
     verify_artifact(result.path)
     assert engine.card.precision == "int8"
     assert "NNCF" in engine.card.quantisation["method"]
@@ -115,13 +119,14 @@ def test_int8_export_below_the_agreement_gate_writes_nothing(
     tmp_path: Path, small_pbc: Path, small_pbc_eval: Path
 ) -> None:
     with pytest.raises(AgreementError, match="labels agree on"):
-        _export_int8("onnxruntime", tmp_path / "q", small_pbc, small_pbc_eval, min_agreement=1.01)
+        _export_int8("onnxruntime", tmp_path / "q", small_pbc, small_pbc_eval, AgreementGate(min_agreement=1.01))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_check_command_reports_agreement_and_exit_codes(openvino_fp32: Path, small_pbc_eval: Path) -> None:
     runner = CliRunner()
-    args = ["check", str(openvino_fp32), "--reference", str(DEFAULT_MODEL_PATH), "--data", str(small_pbc_eval)]
+    args = ["check", "--model", str(openvino_fp32), "--reference", str(DEFAULT_MODEL_PATH)]
+    args += ["--data", str(small_pbc_eval)]
     result = runner.invoke(export_app, args)
     assert result.exit_code == 0, result.output
     assert "labels agree 100.00%" in result.output
@@ -164,7 +169,7 @@ def test_tensorrt_export_says_clearly_what_is_missing(tmp_path: Path) -> None:
     except ImportError:
         pass
     result = CliRunner().invoke(
-        export_app, ["tensorrt", str(DEFAULT_MODEL_PATH), "--out", str(tmp_path / "cells.engine")]
+        export_app, ["tensorrt", "--model", str(DEFAULT_MODEL_PATH), "--out", str(tmp_path / "cells.engine")]
     )
     assert result.exit_code == 2, result.output
     assert "TensorRT is not installed" in result.output
@@ -176,7 +181,9 @@ def test_tensorrt_fp16_engine_agrees_with_fp32(tmp_path: Path, small_pbc_eval: P
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU machine)")
     from hema.export.precision.tensorrt_build import build_tensorrt_engine
 
-    out = build_tensorrt_engine(DEFAULT_MODEL_PATH, tmp_path / "cells.engine", "fp16", timing_cache=tmp_path / "t")
+    out = build_tensorrt_engine(
+        DEFAULT_MODEL_PATH, tmp_path / "cells.engine", precision="fp16", timing_cache=tmp_path / "t"
+    )
     manifest = read_manifest(out)
     assert manifest is not None and manifest.card is not None
     assert json.loads(manifest.card)["precision"] == "fp16"

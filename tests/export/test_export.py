@@ -76,7 +76,7 @@ def lite0_export(lite0_head: Path, tiny_parity: Path, tmp_path_factory: pytest.T
     folder = tmp_path_factory.mktemp("lite0_export")
     before = sorted(path.name for path in lite0_head.iterdir())
     result = invoke(export_app, "onnx", "--head", lite0_head, "--out", folder / "cells.onnx",
-                    "--parity-data", tiny_parity)  # fmt: skip
+                    "--data", tiny_parity)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in lite0_head.iterdir()) == before, "export wrote into the head folder"
     return folder / "cells.onnx", result
@@ -201,7 +201,7 @@ def exported_heads(lite0_features, tiny_parity: Path, tmp_path_factory: pytest.T
         folder = tmp_path_factory.mktemp(f"head_{kind}")
         head = _fit_and_save(kind, lite0_features, folder / "head", LITE0)
         out = folder / "model.onnx"
-        result = invoke(export_app, "onnx", "--head", folder / "head", "--out", out, "--parity-data", tiny_parity)
+        result = invoke(export_app, "onnx", "--head", folder / "head", "--out", out, "--data", tiny_parity)
         exported[kind] = (head, out, result)
     return exported
 
@@ -280,7 +280,7 @@ def test_head_and_backbone_of_different_sizes_exit_2(lite0_features, tiny_parity
     backbone = {"arch": "resnet10t", "source": "scratch", "image_size": 224, "embedding_dim": 512}
     _fit_and_save("lr", lite0_features, tmp_path / "head", backbone, dims=64)
     result = invoke(export_app, "onnx", "--head", tmp_path / "head", "--out", tmp_path / "model.onnx",
-                    "--parity-data", tiny_parity)  # fmt: skip
+                    "--data", tiny_parity)  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "512" in result.output and "64" in result.output
     assert not (tmp_path / "model.onnx").exists()
@@ -291,7 +291,7 @@ def test_head_fitted_on_the_default_onnx_backbone_exports(default_features, tiny
     assert extractor.onnx_engine is not None
     head = _fit_and_save("lr", default_features, tmp_path / "head", extractor.description)
     result = invoke(export_app, "onnx", "--head", tmp_path / "head", "--out", tmp_path / "model.onnx",
-                    "--parity-data", tiny_parity)  # fmt: skip
+                    "--data", tiny_parity)  # fmt: skip
     assert result.exit_code == 0, (result.output, result.exception)
     images = few_images(tiny_parity, 1)
     probabilities = session(tmp_path / "model.onnx").run(
@@ -308,7 +308,7 @@ def test_head_fitted_on_the_default_onnx_backbone_exports(default_features, tiny
 def backbone_onnx(tiny_parity: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("backbone") / "resnet10t.onnx"
     result = invoke(export_app, "backbone", "--backbone", "resnet10t", "--image-size", 64, "--out", out,
-                    "--parity-data", tiny_parity)  # fmt: skip
+                    "--data", tiny_parity)  # fmt: skip
     return out, result
 
 

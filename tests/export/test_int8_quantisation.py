@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hema.export.graph.fuse import read_card
-from hema.export.precision.agreement import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, compare_models
+from hema.export.precision.agreement import compare_models
+from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings, floating_point_nodes
 from hema.export.precision.onnx_int8 import quantise_onnx
 from hema.runtime.cli import app as infer_app
@@ -73,7 +74,7 @@ def test_default_model_int8_meets_the_gate_on_the_pbc_test_split(int8_model: Pat
     """Issue 4's acceptance in ONNX Runtime: >= 99 % label agreement, <= 0.5 point balanced accuracy drop."""
     report = compare_models(OnnxRuntimeEngine(int8_model), OnnxRuntimeEngine(DEFAULT_MODEL_PATH), pbc_dir)
     assert report.cells == 639
-    assert report.problems(DEFAULT_MIN_AGREEMENT, DEFAULT_MAX_ACCURACY_DROP) == [], report.summary()
+    assert report.problems(AgreementGate()) == [], report.summary()
 
 
 @pytest.mark.slow
@@ -88,7 +89,7 @@ def test_default_model_int8_in_openvino_keeps_its_labels(int8_model: Path, pbc_d
 
     report = compare_models(OpenVinoEngine(int8_model), OnnxRuntimeEngine(DEFAULT_MODEL_PATH), pbc_dir)
     assert report.label_agreement >= 0.98, report.summary()
-    assert report.balanced_accuracy_drop <= DEFAULT_MAX_ACCURACY_DROP, report.summary()
+    assert report.balanced_accuracy_drop <= AgreementGate().max_accuracy_drop, report.summary()
 
 
 def test_a_model_with_an_unnamed_node_is_refused(fp32: onnx.ModelProto) -> None:

@@ -241,7 +241,7 @@ def test_cells_arriving_in_two_waves_are_each_classified_once(cells: list[Path],
 def test_kill_9_mid_run_then_restart_gives_every_image_exactly_one_row(cells: list[Path], tmp_path: Path) -> None:
     root, out = tmp_path / "analyser", tmp_path / "report"
     keys = [key for slide in range(4) for key in copy_cells(cells[slide::4], root / f"slide_{slide}")]
-    small = ("--batch-size", "2", "--threads", "1", "--workers", "1", *FAST)
+    small = ("--batch-size", "2", "--threads", "1", "--decode-threads", "1", *FAST)
     killed_at = []
     for rows in (20, 50):  # killed twice: the second run resumes the first, and is killed in turn
         process = start_watch(root, "--out", out, *small)

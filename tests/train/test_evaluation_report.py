@@ -242,13 +242,13 @@ def test_saliency_module_for_a_backbone_whose_checkpoint_is_here(tmp_path: Path)
     "option, value", [("--heads", "lr,bogus"), ("--shots", "1,two"), ("--shots", "0,5"), ("--heads", ",")]
 )
 def test_bad_options_exit_2(tmp_path: Path, option: str, value: str) -> None:
-    args = ["evaluate", "--data", str(tmp_path), "--cross-domain", str(tmp_path), "--out", str(tmp_path / "out")]
+    args = ["evaluate", "--data", str(tmp_path), "--eval", str(tmp_path), "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(app, [*args, option, value])
     assert result.exit_code == 2 and "error" in result.output, result.output
 
 
 def test_missing_data_exits_2(tmp_path: Path) -> None:
-    args = ["evaluate", "--data", str(tmp_path / "absent"), "--cross-domain", str(tmp_path), "--out", str(tmp_path)]
+    args = ["evaluate", "--data", str(tmp_path / "absent"), "--eval", str(tmp_path), "--out", str(tmp_path)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "not a folder" in result.output, result.output
 
@@ -275,7 +275,7 @@ def tiny_run(small_pbc: Path, small_pbc_eval: Path, bccd_dir: Path, make_image_f
             bccd.setdefault(key[0], []).append(path)
     pbc_root, bccd_root = make_image_folder(root / "pbc", pbc), make_image_folder(root / "bccd", bccd)
     out = root / "report"
-    args = ["evaluate", "--data", pbc_root, "--cross-domain", bccd_root, "--out", out, "--repeats", 1,
+    args = ["evaluate", "--data", pbc_root, "--eval", bccd_root, "--out", out, "--repeats", 1,
             "--shots", "1,2", "--umap-cells", 40, "--gradcam-per-class", 1,
             "--backbone", "efficientnet_lite0"]  # fmt: skip
     result = CliRunner().invoke(app, [str(arg) for arg in args])

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from hema.cli_support import command_line, user_errors_exit_2
+from hema.cli_support import (
+    batch_size_option,
+    command_line,
+    data_option,
+    hidden_alias,
+    out_option,
+    renamed,
+    user_errors_exit_2,
+)
 from hema.train.fewshot.features import DEFAULT_BACKBONE
 
 __all__ = ["evaluate"]
@@ -30,9 +38,12 @@ def _shots(text: str) -> tuple[int, ...]:
 
 
 def evaluate(
-    data: Annotated[Path, Opt(help="Training lab: DATA/<class>/<image> (learning curves, heads, saliency).")],
-    cross_domain: Annotated[Path, Opt(help="A second lab, same layout, scored on the classes both labs share.")],
-    out: Annotated[Path, Opt(help="Folder for report.md, report.json and the figures.")],
+    data: Annotated[Path, data_option("Training lab: DATA/<class>/<image> (learning curves, heads, saliency).")],
+    out: Annotated[Path, out_option("Folder for report.md, report.json and the figures.")],
+    eval_dir: Annotated[
+        Path | None,
+        Opt("--eval", help="A second lab, same layout, scored on the classes both labs share (required)."),
+    ] = None,
     backbone: Annotated[
         str, Opt(help="'default' (the embedded model's backbone), an .onnx file, a timm name or a checkpoint.")
     ] = DEFAULT_BACKBONE,
@@ -48,8 +59,9 @@ def evaluate(
     ] = 4,
     seed: Annotated[int, Opt(help="Seed of draws, subsamples and UMAP.")] = 0,
     image_size: Annotated[int, Opt(help="Input side for torch backbones.")] = 224,
-    batch_size: Annotated[int, Opt(min=1, help="Images per forward pass.")] = 64,
-    device: Annotated[str, Opt(help="auto, cpu or cuda (torch backbones).")] = "auto",
+    batch_size: Annotated[int, batch_size_option()] = 64,
+    device: Annotated[Literal["auto", "cpu", "cuda"], Opt(help="Where torch backbones run.")] = "auto",
+    cross_domain: Annotated[Path | None, hidden_alias("--cross-domain")] = None,
 ) -> None:
     """Write an evaluation report of a backbone: few-shot learning curves, a cross-domain table, a UMAP map,
     confusion matrices and saliency maps.
@@ -58,10 +70,14 @@ def evaluate(
     """
     from hema.train.evaluate.report import EvaluationConfig, run_evaluation
 
+    second_lab = renamed(eval_dir, cross_domain, old="--cross-domain", new="--eval")
+    if second_lab is None:
+        raise typer.BadParameter("the cross-lab table needs a second lab: give --eval", param_hint="--eval")
+
     config = user_errors_exit_2(
         lambda: EvaluationConfig(
             data=data,
-            cross_domain=cross_domain,
+            cross_domain=second_lab,
             out=out,
             backbone=backbone,
             arch=arch,

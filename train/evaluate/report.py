@@ -238,7 +238,11 @@ def run_evaluation(config: EvaluationConfig, command: str = "") -> dict[str, Any
     )
     config.out.mkdir(parents=True, exist_ok=True)
     extractor = open_feature_extractor(
-        config.backbone, config.arch, config.image_size, config.batch_size, config.device
+        config.backbone,
+        arch=config.arch,
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        device=config.device,
     )
     title = f"{extractor.description.get('arch', config.backbone)} ({extractor.description.get('source', '')})"
 

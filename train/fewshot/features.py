@@ -65,7 +65,8 @@ class FeatureExtractor:
         engine = self.onnx_engine
         chunks = []
         with tqdm(total=len(paths), unit="cell", desc=desc, disable=None) as progress:
-            for batch, images in decoded_batches(paths, engine.card.input, self.batch_size, self.workers):
+            batches = decoded_batches(paths, engine.card.input, batch_size=self.batch_size, decode_threads=self.workers)
+            for batch, images in batches:
                 for path, image in zip(batch, images):
                     if isinstance(image, str):
                         raise OSError(f"{path}: {image}")
@@ -76,6 +77,7 @@ class FeatureExtractor:
 
 def open_feature_extractor(
     backbone: str = DEFAULT_BACKBONE,
+    *,
     arch: str | None = None,
     image_size: int = 224,
     batch_size: int = 64,
