@@ -128,25 +128,21 @@ def summarise(
     slides: dict[str, Counter[str]] = {}
     errors: Counter[str] = Counter()
     flagged: dict[str, list[dict[str, str]]] = {}
+    reviews: dict[str, list[str]] = {}  # the review reason of every classified cell, per slide
     total = 0
-    ok_results = []
     for result in results:
         total += 1
         slides.setdefault(result.slide, Counter())
         flagged.setdefault(result.slide, [])
+        reviews.setdefault(result.slide, [])
         if result.status == "ok":
-            ok_results.append(result)
+            reviews[result.slide].append(result.review)
             overall[result.label] += 1
             slides[result.slide][result.label] += 1
             if result.review:
                 flagged[result.slide].append({"path": str(result.path), "label": result.label, "reason": result.review})
         else:
             errors[result.slide] += 1
-    reviews: dict[str, list[str]] = {}
-    for slide in slides:
-        reviews[slide] = []
-    for result in ok_results:
-        reviews[result.slide].append(result.review)
     return {
         "model": model,
         "files": total,
@@ -155,7 +151,7 @@ def summarise(
         "flagged": sum(len(cells) for cells in flagged.values()),
         "skipped_non_images": skipped,
         "classes": _counts(overall, class_names),
-        "shift_warning": shift_warning([result.review for result in ok_results]),
+        "shift_warning": shift_warning([review for slide in reviews.values() for review in slide]),
         "slides": {
             slide: {
                 "classified": sum(counts.values()),
