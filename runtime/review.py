@@ -133,5 +133,6 @@ def shift_warning(reviews: Sequence[str]) -> str | None:
     return (
         f"{unlike} of {len(reviews)} cells ({unlike / len(reviews):.0%}) are unlike the cells this model was trained "
         "on (about 1 % expected): this analyser, stain or lab differs from the model's. Do not trust this "
-        "differential before the model is adapted to this lab (hema-train onboard, or a head fitted on its cells)."
+        "differential before the model is adapted to this lab (a head fitted on its labelled cells with "
+        "hema-train fewshot, or with hema-train adapt)."
     )

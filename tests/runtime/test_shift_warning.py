@@ -20,7 +20,7 @@ def test_the_rule_at_its_edges() -> None:
     assert shift_warning([OUT_OF_DISTRIBUTION] * (SHIFT_MIN_CELLS - 1)) is None  # too few cells to judge a lab
     assert shift_warning([OUT_OF_DISTRIBUTION] * at_share + [""] * (100 - at_share)) is None  # exactly the share
     warning = shift_warning([OUT_OF_DISTRIBUTION] * (at_share + 1) + ["low confidence"] * (99 - at_share))
-    assert warning is not None and f"{at_share + 1} of 100 cells" in warning and "onboard" in warning
+    assert warning is not None and f"{at_share + 1} of 100 cells" in warning and "hema-train fewshot" in warning
     assert shift_warning(["low confidence"] * 100) is None  # unsure is not unlike
 
 
