@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from hema.cli_support import (
-    Split,
     data_option,
     hidden_alias,
     model_option,
@@ -24,6 +23,7 @@ from hema.cli_support import (
 )
 from hema.export.precision.gate import AgreementGate
 from hema.export.precision.targets import OpenVinoPrecision, TensorRtPrecision
+from hema.train.data.folders import Split
 
 if TYPE_CHECKING:
     from hema.export.fused_model import ExportResult

@@ -14,15 +14,13 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
 import typer
 
 from hema.runtime.engines.base import ModelError
 
 __all__ = [
-    "SPLIT_CHOICES",
-    "Split",
     "batch_size_option",
     "command_line",
     "data_option",
@@ -34,9 +32,6 @@ __all__ = [
     "user_errors_exit_2",
 ]
 
-Split = Literal["all", "train", "test"]
-"""hema's fixed content-hash split of any cell folder (``hema.train.data.folders.split_of``)."""
-SPLIT_CHOICES = get_args(Split)
 
 Result = TypeVar("Result")
 
@@ -79,7 +74,7 @@ def batch_size_option(help: str = "Images per forward pass.") -> Any:
 
 
 def split_option(help: str) -> Any:
-    """``--split``; annotate the parameter :data:`Split` so that typer shows and enforces the choice."""
+    """``--split``; annotate the parameter ``hema.train.data.folders.Split``: typer shows and enforces the choice."""
     return typer.Option("--split", help=help)
 
 

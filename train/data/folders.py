@@ -13,15 +13,26 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
 from hema.runtime.discovery import find_cell_images
 
-__all__ = ["SPLITS", "TEST_FRACTION", "LabelledImages", "find_labelled_images", "find_unlabelled_images", "split_of"]
+__all__ = [
+    "SPLITS",
+    "TEST_FRACTION",
+    "Split",
+    "LabelledImages",
+    "find_labelled_images",
+    "find_unlabelled_images",
+    "split_of",
+]
 
 TEST_FRACTION = 0.2
-SPLITS = ("all", "train", "test")
+Split = Literal["all", "train", "test"]
+"""The parts of a cell folder: all of it, or one side of hema's content-hash split (:func:`split_of`)."""
+SPLITS = get_args(Split)
 
 
 def split_of(path: Path) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -17,6 +17,7 @@ from hema.cli_support import (
     user_errors_exit_2,
 )
 from hema.train.fewshot.features import DEFAULT_BACKBONE
+from hema.train.run.settings import Device
 
 __all__ = ["evaluate"]
 
@@ -60,7 +61,7 @@ def evaluate(
     seed: Annotated[int, Opt(help="Seed of draws, subsamples and UMAP.")] = 0,
     image_size: Annotated[int, Opt(help="Input side for torch backbones.")] = 224,
     batch_size: Annotated[int, batch_size_option()] = 64,
-    device: Annotated[Literal["auto", "cpu", "cuda"], Opt(help="Where torch backbones run.")] = "auto",
+    device: Annotated[Device, Opt(help="Where torch backbones run.")] = "auto",
     cross_domain: Annotated[Path | None, hidden_alias("--cross-domain")] = None,
 ) -> None:
     """Write an evaluation report of a backbone: few-shot learning curves, a cross-domain table, a UMAP map,

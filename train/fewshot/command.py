@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 import typer
 
 from hema.cli_support import (
-    Split,
     batch_size_option,
     command_line,
     data_option,
@@ -23,13 +22,14 @@ from hema.cli_support import (
     split_option,
     user_errors_exit_2,
 )
+from hema.train.data.folders import Split
 from hema.train.fewshot.features import DEFAULT_BACKBONE
 from hema.train.fewshot.heads import HEAD_KINDS
+from hema.train.run.settings import Device
 
 __all__ = ["fewshot"]
 
 HeadKind = Literal[HEAD_KINDS]  # type: ignore[valid-type]  # the choices, shown and enforced by typer
-Device = Literal["auto", "cpu", "cuda"]
 
 
 def fewshot(

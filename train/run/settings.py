@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from hema.train.data.folders import SPLITS
 
 __all__ = [
     "BATCHNORM_POLICIES",
     "DEVICES",
+    "Device",
     "SPLITS",
     "RunSettings",
     "SettingInfo",
@@ -26,7 +27,8 @@ __all__ = [
 ]
 
 BATCHNORM_POLICIES = ("frozen", "train", "sync")
-DEVICES = ("auto", "cpu", "cuda")
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES = get_args(Device)
 
 _KEY = "hema"
 
