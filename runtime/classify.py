@@ -8,13 +8,14 @@ the reason, and the rest of the batch is classified as usual. A classified cell 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hema.runtime.batches import decoded_batches
+from hema.runtime.discovery import slide_name
 from hema.runtime.engines.base import PROBABILITIES_OUTPUT, Engine
 from hema.runtime.review import ReviewPolicy
 
@@ -27,7 +28,8 @@ class CellResult:
 
     Attributes:
         path: The file.
-        slide: Name of the folder the file lies in (one folder per slide in a CellaVision export).
+        slide: The slide the file belongs to: its folder's path relative to the input folder it was found in
+            (:func:`hema.runtime.discovery.slide_name`; one folder per slide in a CellaVision export).
         status: ``"ok"`` or ``"error"``.
         label: Most probable class (empty on error).
         confidence: Probability of ``label`` (NaN on error).
@@ -47,8 +49,12 @@ class CellResult:
 
 
 def slide_of(path: Path) -> str:
-    """The slide a cell belongs to: the name of its parent folder."""
-    return path.parent.name
+    """The slide of a file named directly, not found in an input folder: named like the folder it lies in.
+
+    The one definition of slide identity is :func:`hema.runtime.discovery.slide_name`; files found in an input
+    folder get theirs from :attr:`hema.runtime.discovery.InputFiles.slides`.
+    """
+    return slide_name(path.parent)
 
 
 def classify_files(
@@ -57,6 +63,7 @@ def classify_files(
     *,
     batch_size: int = 32,
     decode_threads: int = 4,
+    slides: Mapping[Path, str] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[CellResult]:
     """Classify files in batches, yielding one result per file in input order.
@@ -64,6 +71,8 @@ def classify_files(
     Args:
         engine: A loaded classifier model.
         files: Image files.
+        slides: The slide of every file (:attr:`hema.runtime.discovery.InputFiles.slides`). Without it, every file
+            is taken as named directly (:func:`slide_of`).
         batch_size: Images per engine call.
         decode_threads: Threads decoding images.
         on_batch: Called with the number of files finished after each batch (for progress bars).
@@ -77,7 +86,8 @@ def classify_files(
     for batch, images in decoded_batches(
         files, engine.card.input, batch_size=batch_size, decode_threads=decode_threads
     ):
-        yield from _classify_batch(engine, batch, images, class_names, policy)
+        names = [slides[path] if slides is not None else slide_of(path) for path in batch]
+        yield from _classify_batch(engine, batch, names, images, class_names, policy)
         if on_batch is not None:
             on_batch(len(batch))
 
@@ -85,6 +95,7 @@ def classify_files(
 def _classify_batch(
     engine: Engine,
     batch: Sequence[Path],
+    slides: Sequence[str],
     images: list[np.ndarray | str],
     class_names: tuple[str, ...],
     policy: ReviewPolicy,
@@ -94,12 +105,10 @@ def _classify_batch(
     row_of = {index: row for row, index in enumerate(good)}
     outputs = engine.run(np.stack([images[index] for index in good])) if good else {}
     reviews = policy.reasons(outputs) if good else []
-    for index, path in enumerate(batch):
+    for index, (path, slide) in enumerate(zip(batch, slides)):
         if index in row_of:
             p = outputs[PROBABILITIES_OUTPUT][row_of[index]]
             best = int(np.argmax(p))
-            yield CellResult(
-                path, slide_of(path), "ok", class_names[best], float(p[best]), p, review=reviews[row_of[index]]
-            )
+            yield CellResult(path, slide, "ok", class_names[best], float(p[best]), p, review=reviews[row_of[index]])
         else:
-            yield CellResult(path, slide_of(path), "error", error=str(images[index]))
+            yield CellResult(path, slide, "error", error=str(images[index]))

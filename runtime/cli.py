@@ -97,6 +97,10 @@ def classify(
     inputs = find_cell_images(paths)
     for missing in inputs.missing:
         typer.echo(f"error: no such file or folder: {missing}", err=True)
+    if inputs.clashes:
+        for clash in inputs.clashes:
+            typer.echo(f"error: {clash}", err=True)
+        raise typer.Exit(2)
     if not inputs.images:
         typer.echo("error: no image files found in the given paths", err=True)
         raise typer.Exit(2)
@@ -115,6 +119,7 @@ def classify(
             inputs.images,
             batch_size=batch_size,
             decode_threads=decode_threads,
+            slides=inputs.slides,
             on_batch=progress.update,
         ):
             writer.write(result)
