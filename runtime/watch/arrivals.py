@@ -8,13 +8,18 @@ analyser writes before renaming (``*.tmp``, ``*.part``) have no image suffix, so
 A file is *settled* once its size and modification time have not changed for ``settle`` seconds and it
 is not empty. An empty file is settled only after ``empty_timeout`` seconds (an analyser may create a file and
 fill it later); it then gets an error row like any other unreadable image.
+
+A journaled file is watched again as soon as its size or modification time differs from the ones it was read
+with: an analyser that finishes a file read too early, or overwrites one, changes both (every write sets the
+modification time, in nanoseconds). The inode is not part of the signature: on network shares it is not
+stable, and a file replaced by rename already shows a new modification time.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,19 +97,19 @@ class ArrivalScanner:
         """Images seen but not yet settled (or settled and not yet taken)."""
         return len(self._watched)
 
-    def poll(self, done: Container[str]) -> list[Arrival]:
-        """Scan the folder once and return the settled images not in ``done``, sorted by key.
+    def poll(self, journaled: Mapping[str, Signature]) -> list[Arrival]:
+        """Scan the folder once and return the settled images not journaled as they are now, sorted by key.
 
         Images returned are still watched until :meth:`forget` is called for them.
 
         Args:
-            done: Keys already journaled.
+            journaled: The signature each journaled key was read with; a file that still has it is done.
         """
         now = self._clock()
         present: set[str] = set()
         self.skipped = 0
         for key, path, signature in self._scan():
-            if key in done:
+            if journaled.get(key) == signature:
                 continue
             present.add(key)
             watched = self._watched.get(key)

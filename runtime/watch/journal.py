@@ -1,14 +1,22 @@
-"""The watch journal: one JSON line per classified cell, appended durably before anything else sees it.
+"""The watch journal: one JSON line per classified file, appended durably before anything else sees it.
 
-``journal.jsonl`` is the source of truth of a ``hema-infer watch`` run. Each line is one cell::
+``journal.jsonl`` is the source of truth of a ``hema-infer watch`` run. Each line is the result for one file as
+it was when it was read::
 
     {"path": "slide_07/cell_0001.jpg", "slide": "slide_07", "status": "ok", "label": "neutrophil",
-     "confidence": 0.97, "probabilities": [...], "error": "", "review": ""}
+     "confidence": 0.97, "probabilities": [...], "error": "", "review": "",
+     "size": 20417, "mtime_ns": 1733130000123456789, "sha256": "9f2c...", "moved_from": null}
 
-``path`` is the image's path relative to the watched folder (with ``/`` separators), the key that says a cell
-is done. A batch is appended with one ``write`` and made durable with ``fsync`` before the reports are
-rewritten from the journal, so a crash at any moment leaves either the whole batch or a torn last line, which
-:meth:`Journal.open` cuts away (its cells are classified again on restart). Only one process may append to a
+``path`` is the image's path relative to the watched folder (with ``/`` separators). A file's row follows its
+current content: ``size`` and ``mtime_ns`` say which version of the file was read (watch reads the file again
+when either differs, so a file read while incomplete, or overwritten, gets a new row), and ``sha256`` of its
+bytes says which cell it is, so that a file moved or renamed (same bytes at a new path, old path gone) stays one
+cell: its new row names the old path in ``moved_from`` and replaces that path's row. A later line for a path
+replaces the earlier one; the rows that count (:attr:`Journal.records`) are the last of each path.
+
+A batch is appended with one ``write`` and made durable with ``fsync`` before the reports are rewritten from
+the journal, so a crash at any moment leaves either the whole batch or a torn last line, which
+:meth:`Journal.open` cuts away (its files are classified again on restart). Only one process may append to a
 journal at a time: it is locked while open (on POSIX; Windows has no ``fcntl`` and takes no lock).
 """
 
@@ -17,27 +25,36 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import numpy as np
 
 from hema.runtime.classify import CellResult, slide_of
+from hema.runtime.watch.arrivals import Signature
 
-__all__ = ["Journal", "JournalError", "record_to_result", "result_to_record"]
+__all__ = ["Journal", "JournalError", "apply_record", "record_to_result", "result_to_record"]
+
+Row = TypeVar("Row")
 
 
 class JournalError(RuntimeError):
     """The journal cannot be used: corrupt before its last line, written by another model, or locked."""
 
 
-def result_to_record(result: CellResult, key: str) -> dict[str, Any]:
+def result_to_record(
+    result: CellResult, key: str, signature: Signature, sha256: str | None, moved_from: str | None = None
+) -> dict[str, Any]:
     """The journal line for one result (JSON-ready: NaN confidence becomes ``null``).
 
     Args:
         result: The classification of one file.
         key: The file's path relative to the watched folder, ``/``-separated.
+        signature: ``(size, mtime_ns)`` of the file that was read.
+        sha256: Hex sha256 of its bytes (``None`` if they could not be read).
+        moved_from: The key this file was journaled under before it was moved or renamed (its row goes).
     """
     ok = result.status == "ok" and result.probabilities is not None
     return {
@@ -49,7 +66,27 @@ def result_to_record(result: CellResult, key: str) -> dict[str, Any]:
         "probabilities": [float(p) for p in np.asarray(result.probabilities).ravel()] if ok else None,
         "error": result.error,
         "review": result.review,
+        "size": signature[0],
+        "mtime_ns": signature[1],
+        "sha256": sha256,
+        "moved_from": moved_from,
     }
+
+
+def apply_record(rows: dict[str, Row], record: dict[str, Any], row: Row) -> None:
+    """Let a journal record take effect in a map of current rows (``row`` stands for ``record``).
+
+    The record replaces the row of its path and, for a moved file, the row of the path it was moved from: one
+    file, one row. The journal and the reports apply records by this one rule.
+    """
+    if record.get("moved_from"):
+        rows.pop(record["moved_from"], None)
+    rows[record["path"]] = row
+
+
+def _file_version(record: dict[str, Any]) -> tuple[Any, ...]:
+    """Which version of a file a record was made from: the same file read twice gives the same tuple."""
+    return record["size"], record["mtime_ns"], record.get("sha256")
 
 
 def record_to_result(record: dict[str, Any], root: Path) -> CellResult:
@@ -77,6 +114,8 @@ def _parse(line: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict) or not isinstance(record.get("path"), str) or "status" not in record:
         return None
+    if not all(isinstance(record.get(name), int) for name in ("size", "mtime_ns")):
+        return None
     return record
 
 
@@ -85,18 +124,18 @@ class Journal:
 
     Attributes:
         path: The journal file.
-        records: Every record in the journal, one per key, in the order they were appended.
         repaired_bytes: How many bytes of a torn last line :meth:`open` cut away (0 if none).
-        duplicates: Records whose key was already journaled; they are ignored (the first one counts).
     """
 
-    def __init__(self, path: Path, descriptor: int, records: list[dict[str, Any]], repaired: int, dups: int) -> None:
+    def __init__(self, path: Path, descriptor: int, records: list[dict[str, Any]], repaired: int) -> None:
         self.path = path
-        self.records = records
         self.repaired_bytes = repaired
-        self.duplicates = dups
         self._descriptor = descriptor
-        self._keys = {record["path"] for record in records}
+        self._current: dict[str, dict[str, Any]] = {}
+        self._signatures: dict[str, Signature] = {}
+        self._keys_by_sha256: dict[str, set[str]] = {}
+        for record in records:
+            self._take(record)
 
     @classmethod
     def open(cls, path: Path, classes: int | None = None) -> Journal:
@@ -118,20 +157,34 @@ class Journal:
             _lock(descriptor, path)
             if created:
                 _fsync_folder(path.parent)
-            records, repaired, duplicates = _read_and_repair(descriptor, path, classes)
+            records, repaired = _read_and_repair(descriptor, path, classes)
         except BaseException:
             os.close(descriptor)
             raise
-        return cls(path, descriptor, records, repaired, duplicates)
+        return cls(path, descriptor, records, repaired)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The record that counts for each file (the last one of its path), in the order they took effect."""
+        return list(self._current.values())
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        """``(size, mtime_ns)`` of each file as it was read: a file whose signature differs must be read again."""
+        return MappingProxyType(self._signatures)
+
+    def keys_with_sha256(self, sha256: str) -> list[str]:
+        """The journaled files whose bytes had this sha256 (where a moved file may come from), sorted."""
+        return sorted(self._keys_by_sha256.get(sha256, ()))
 
     def __contains__(self, key: object) -> bool:
-        return key in self._keys
+        return key in self._current
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._current)
 
     def append(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Append records with one write and ``fsync`` them; records whose key is already journaled are dropped.
+        """Append records with one write and ``fsync`` them; a record of a file version already journaled is dropped.
 
         When this returns, the records survive a crash or power loss. If the write fails (a full disk), the
         journal is cut back to where it was and the error is raised.
@@ -140,10 +193,10 @@ class Journal:
             The records appended.
         """
         fresh: list[dict[str, Any]] = []
-        keys: set[str] = set()
+        versions = {key: _file_version(record) for key, record in self._current.items()}
         for record in records:
-            if record["path"] not in self._keys and record["path"] not in keys:
-                keys.add(record["path"])
+            if versions.get(record["path"]) != (version := _file_version(record)):
+                versions[record["path"]] = version
                 fresh.append(record)
         if not fresh:
             return []
@@ -160,9 +213,21 @@ class Journal:
             except OSError:
                 pass  # the next open cuts the torn line away
             raise
-        self._keys |= keys
-        self.records.extend(fresh)
+        for record in fresh:
+            self._take(record)
         return fresh
+
+    def _take(self, record: dict[str, Any]) -> None:
+        """Let a record take effect: it becomes its file's row and replaces the row of a path it was moved from."""
+        for key in (record["path"], record.get("moved_from")):
+            displaced = self._current.get(key) if key else None
+            if displaced is not None:
+                self._signatures.pop(key, None)
+                self._keys_by_sha256.get(displaced.get("sha256"), set()).discard(key)
+        apply_record(self._current, record, record)
+        self._signatures[record["path"]] = (record["size"], record["mtime_ns"])
+        if record.get("sha256"):
+            self._keys_by_sha256.setdefault(record["sha256"], set()).add(record["path"])
 
     def close(self) -> None:
         """Release the lock and close the file."""
@@ -177,7 +242,7 @@ class Journal:
         self.close()
 
 
-def _read_and_repair(descriptor: int, path: Path, classes: int | None) -> tuple[list[dict[str, Any]], int, int]:
+def _read_and_repair(descriptor: int, path: Path, classes: int | None) -> tuple[list[dict[str, Any]], int]:
     """Read every record; truncate a torn (unterminated or unparsable) last line away and fsync the cut."""
     size = os.fstat(descriptor).st_size
     data = path.read_bytes()[:size]
@@ -189,8 +254,6 @@ def _read_and_repair(descriptor: int, path: Path, classes: int | None) -> tuple[
     if lines and _parse(lines[-1]) is None:  # a terminated but garbled last line (zero-filled after power loss)
         keep -= len(lines.pop()) + 1
     records: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    duplicates = 0
     for number, line in enumerate(lines, start=1):
         record = _parse(line)
         if record is None:
@@ -201,15 +264,11 @@ def _read_and_repair(descriptor: int, path: Path, classes: int | None) -> tuple[
                 f"{path} was written by a model with {len(probabilities)} classes, this one has {classes}: "
                 "use another --out folder"
             )
-        if record["path"] in seen:
-            duplicates += 1
-            continue
-        seen.add(record["path"])
         records.append(record)
     if keep < size:
         os.ftruncate(descriptor, keep)
         os.fsync(descriptor)
-    return records, size - keep, duplicates
+    return records, size - keep
 
 
 def _lock(descriptor: int, path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from hema.runtime.classify import CellResult
 from hema.runtime.reports.atomic_files import write_text_atomic
 from hema.runtime.reports.tables import cells_csv_text, summarise, write_summary
-from hema.runtime.watch.journal import record_to_result
+from hema.runtime.watch.journal import apply_record, record_to_result
 
 __all__ = ["CELLS_NAME", "HTML_NAME", "SUMMARY_NAME", "JournalReports"]
 
@@ -86,7 +86,7 @@ class JournalReports:
         self.interval = interval
         self._log = log
         self._clock = clock
-        self._results: list[CellResult] = []
+        self._rows: dict[str, CellResult] = {}
         self._tables = _Schedule()
         self._html = _Schedule(stale=write_html_report is not None)
         self.summary: dict[str, Any] = summarise([], self.class_names, model)
@@ -97,8 +97,12 @@ class JournalReports:
         return self._tables.stale or self._html.stale
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
-        """Take journaled records into account (they must already be in the journal, durably)."""
-        self._results.extend(record_to_result(record, self.root) for record in records)
+        """Take journaled records into account (they must already be in the journal, durably).
+
+        A record replaces the row of its file, and of the path a moved file came from, as it does in the journal.
+        """
+        for record in records:
+            apply_record(self._rows, record, record_to_result(record, self.root))
         self._tables.stale = True
         self._html.stale = write_html_report is not None
 
@@ -120,9 +124,10 @@ class JournalReports:
         if not (tables or html):
             return
         started = self._clock()
-        self.summary = summarise(self._results, self.class_names, self.model, skipped=skipped)
+        results = list(self._rows.values())
+        self.summary = summarise(results, self.class_names, self.model, skipped=skipped)
         if tables:
-            write_text_atomic(self.out / CELLS_NAME, cells_csv_text(self._results, self.class_names))
+            write_text_atomic(self.out / CELLS_NAME, cells_csv_text(results, self.class_names))
             write_summary(self.summary, self.out / SUMMARY_NAME)
             self._tables = _Schedule(False, self._clock(), self._clock() - started)
         if html and write_html_report is not None:  # the one report.html call site (see the import above)
@@ -130,7 +135,7 @@ class JournalReports:
             try:
                 write_html_report(
                     self.out / HTML_NAME,
-                    self._results,
+                    results,
                     self.summary,
                     self.class_names,
                     model_description=self.model_description,

@@ -5,17 +5,26 @@ How every image ends with exactly one row:
 1. ``OUT/journal.jsonl`` (:mod:`hema.runtime.watch.journal`) is the only record of what is done. A batch's results
    are appended to it and ``fsync``-ed before they are shown anywhere else; the reports are regenerated from
    the journal alone (:mod:`hema.runtime.watch.reports`).
-2. On start the journal is read (a torn last line from a crash is cut away), its keys (paths relative to the
-   watched folder) are done and never classified again, and the reports are rewritten from it at once.
+2. On start the journal is read (a torn last line from a crash is cut away), a file journaled with its present
+   size and modification time is done and not classified again, and the reports are rewritten from it at once.
 3. A crash between the engine's output and the append loses only results that are in no file: those images
    are not in the journal, so they are classified on restart. A crash during the append leaves a torn line,
    cut away on restart: the same. A crash after the append and before the reports are rewritten leaves stale
    reports, rebuilt from the journal on restart. The reports are replaced whole and atomically, never appended
-   to, so no cell can be counted twice; the journal itself refuses a key it already holds.
+   to, and hold the journal's last row of each path, so no file can be counted twice; the journal itself
+   refuses a second row for a version of a file it already holds.
 4. Only one watch process may write to an output folder (the journal is locked while open).
 
 A file is read only once it has settled (:mod:`hema.runtime.watch.arrivals`); if its size or modification time
 changed between settling and the append, its result is dropped and it is read again when it settles anew.
+
+A file's row follows its present content. A journaled file whose size or modification time changes (an
+incomplete file the analyser finished, an overwritten one) is classified again once it settles, and its new
+row replaces the old. A file that appears with the bytes (sha256) of a journaled file whose path is gone was
+moved or renamed: its row replaces the old path's, so it stays one cell. A file that disappears without
+reappearing elsewhere keeps its row (a folder a network share briefly fails to list must not lose its cells).
+The sha256 is taken after the file was classified and before its signature is checked again, so the bytes hashed
+are the bytes classified unless a writer changed them without changing the size or the modification time.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 
 from hema.runtime.classify import CellResult, classify_files
 from hema.runtime.engines.base import Engine
+from hema.runtime.manifest import file_sha256
 from hema.runtime.watch.arrivals import Arrival, ArrivalScanner, file_signature
 from hema.runtime.watch.journal import Journal, result_to_record
 from hema.runtime.watch.reports import JournalReports
@@ -156,7 +166,7 @@ def watch_folder(
         out: Folder for ``journal.jsonl``, ``cells.csv``, ``summary.json`` (and ``report.html``).
         settings: Polling, settling and batching.
         stop: Set it to end the run after the current batch (see :func:`stop_on_signals`).
-        log: Receives one line per notable event (resumed run, unreadable file, changed file).
+        log: Receives one line per notable event (resumed run, unreadable, changed or moved file).
         on_batch: Called with the number of cells journaled after each batch (for progress bars).
 
     Raises:
@@ -169,11 +179,9 @@ def watch_folder(
     with Journal.open(out / JOURNAL_NAME, classes=len(class_names)) as journal:
         if journal.repaired_bytes:
             log(f"journal: cut away a torn last line ({journal.repaired_bytes} bytes) left by an interrupted run")
-        if journal.duplicates:
-            log(f"journal: ignored {journal.duplicates} repeated row(s); the first row of each cell counts")
         resumed = len(journal)
         if resumed:
-            log(f"resuming: {resumed} cell(s) already in {journal.path} are not classified again")
+            log(f"resuming: {resumed} cell(s) already in {journal.path} are not classified again unless changed")
         description = f"{engine.path} on {engine.describe()}"
         reports = JournalReports(out, root, class_names, str(engine.path), description, settings.report_interval, log)
         reports.add(journal.records)
@@ -182,7 +190,7 @@ def watch_folder(
         per_cycle = max(settings.batch_size * 8, 256)  # rescan between chunks of a long backlog
         classified = 0
         while not stop.is_set():
-            ready = scanner.poll(journal)
+            ready = scanner.poll(journal.signatures)
             if ready:
                 with closing(_process(engine, ready[:per_cycle], settings, stop)) as batches:
                     for batch in batches:
@@ -232,24 +240,62 @@ def _commit(
 ) -> int:
     """Journal a batch durably, then (and only then) let the reports see it; return the cells journaled."""
     records = []
+    claimed: set[str] = set()  # old paths of files moved within this batch
     for arrival, result in batch:
         scanner.forget(arrival.key)
+        sha256 = _sha256_or_none(arrival.path)
         now = file_signature(arrival.path)
         if now is None:
             log(f"warning: {arrival.path} disappeared before its result was saved; it gets a row if it comes back")
         elif now != arrival.signature:
             log(f"{arrival.path} changed while it was read: reading it again once it settles")
         else:
-            records.append(result_to_record(result, arrival.key))
+            moved_from = _moved_from(arrival.key, sha256, root, journal, claimed)
+            records.append(result_to_record(result, arrival.key, now, sha256, moved_from))
+    replaced = [record["path"] for record in records if record["path"] in journal]
     fresh = journal.append(records)  # durable from here on: a crash after this line loses nothing
     reports.add(fresh)
     for record in fresh:
+        if record["moved_from"]:
+            log(f"{root / record['moved_from']} moved to {root / record['path']}: one cell, counted at its new path")
+        elif record["path"] in replaced:
+            log(f"{root / record['path']} changed since it was classified: its row is replaced")
         if record["status"] == "error":
             log(f"error: {root / record['path']}: {record['error']}")
     if on_batch is not None:
         on_batch(len(fresh))
     reports.write_if_due(scanner.skipped)
     return len(fresh)
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    """Hex sha256 of the file's bytes, or ``None`` if they cannot be read (its row is then an error row)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def _moved_from(key: str, sha256: str | None, root: Path, journal: Journal, claimed: set[str]) -> str | None:
+    """The journaled path a file was moved or renamed from: one with the same bytes that no longer exists."""
+    if sha256 is None:
+        return None
+    for candidate in journal.keys_with_sha256(sha256):
+        if candidate != key and candidate not in claimed and _gone(root / candidate):
+            claimed.add(candidate)
+            return candidate
+    return None
+
+
+def _gone(path: Path) -> bool:
+    """Whether nothing is at ``path`` (a folder that cannot be read is not proof that its files are gone)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _inside(out: Path, root: Path) -> Path | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from hema.runtime.cli import app
-from hema.runtime.watch.arrivals import ArrivalScanner
+from hema.runtime.watch.arrivals import ArrivalScanner, file_signature
 from hema.runtime.watch.journal import Journal, JournalError
 
 CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
@@ -98,9 +98,10 @@ def assert_exactly_once(out: Path, keys: list[str], root: Path) -> None:
 # --- the journal and the settle rule, without a model ----------------------------------------------------------
 
 
-def record(key: str) -> dict:
+def record(key: str, size: int = 100) -> dict:
     return {"path": key, "slide": "s", "status": "ok", "label": "ig", "confidence": 0.9,
-            "probabilities": [0.9, 0.1], "error": "", "review": ""}  # fmt: skip
+            "probabilities": [0.9, 0.1], "error": "", "review": "",
+            "size": size, "mtime_ns": 1, "sha256": f"{size:064x}", "moved_from": None}  # fmt: skip
 
 
 def test_torn_trailing_journal_line_is_cut_away(tmp_path: Path) -> None:
@@ -110,9 +111,21 @@ def test_torn_trailing_journal_line_is_cut_away(tmp_path: Path) -> None:
     with Journal.open(path, classes=2) as journal:
         assert [r["path"] for r in journal.records] == ["s/0.jpg", "s/1.jpg", "s/2.jpg"]
         assert journal.repaired_bytes == len('{"path": "s/3.jpg", "sta') and "s/3.jpg" not in journal
-        journal.append([record("s/3.jpg"), record("s/0.jpg")])  # a key already journaled is never written twice
+        journal.append([record("s/3.jpg"), record("s/0.jpg")])  # a file version already journaled: not again
     assert [json.loads(line)["path"] for line in path.read_text(encoding="utf-8").splitlines()] == [
         "s/0.jpg", "s/1.jpg", "s/2.jpg", "s/3.jpg"]  # fmt: skip
+
+
+def test_a_later_row_of_a_file_replaces_its_earlier_row_and_a_move_replaces_the_old_path(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with Journal.open(path) as journal:
+        journal.append([record("a/0.jpg"), record("a/1.jpg", size=200)])
+        journal.append([record("a/0.jpg", size=300)])  # rewritten by the analyser
+        journal.append([{**record("b/1.jpg", size=200), "moved_from": "a/1.jpg"}])  # moved to slide b
+    with Journal.open(path) as journal:
+        assert [(r["path"], r["size"]) for r in journal.records] == [("a/0.jpg", 300), ("b/1.jpg", 200)]
+        assert dict(journal.signatures) == {"a/0.jpg": (300, 1), "b/1.jpg": (200, 1)}
+        assert journal.keys_with_sha256(f"{200:064x}") == ["b/1.jpg"] and journal.keys_with_sha256(f"{100:064x}") == []
 
 
 def test_zero_filled_last_line_is_cut_and_damage_before_it_is_refused(tmp_path: Path) -> None:
@@ -145,18 +158,25 @@ def test_a_file_is_ready_only_once_unchanged_for_the_settle_time(tmp_path: Path)
     (tmp_path / "slide_1" / "empty.png").write_bytes(b"")
     for clutter in ("next.jpg.tmp", "next.jpg.part", ".hidden.jpg", "notes.txt"):
         (tmp_path / "slide_1" / clutter).write_bytes(b"x")
-    assert scanner.poll(set()) == []
+    assert scanner.poll({}) == []
     now[0] = 0.9
     with growing.open("ab") as handle:  # still being written: the clock starts again
         handle.write(b"y" * 10)
-    assert scanner.poll(set()) == []
+    assert scanner.poll({}) == []
     now[0] = 1.5
-    assert scanner.poll(set()) == []
+    assert scanner.poll({}) == []
     now[0] = 2.0
-    assert [arrival.key for arrival in scanner.poll(set())] == ["slide_1/cell.jpg"]
-    assert scanner.poll({"slide_1/cell.jpg"}) == [] and scanner.skipped == 1  # notes.txt; temporary files not
+    assert [arrival.key for arrival in scanner.poll({})] == ["slide_1/cell.jpg"]
+    journaled = {"slide_1/cell.jpg": file_signature(growing)}
+    assert scanner.poll(journaled) == [] and scanner.skipped == 1  # notes.txt; temporary files not
     now[0] = 5.0
-    assert [arrival.key for arrival in scanner.poll({"slide_1/cell.jpg"})] == ["slide_1/empty.png"]
+    assert [arrival.key for arrival in scanner.poll(journaled)] == ["slide_1/empty.png"]
+    journaled["slide_1/empty.png"] = file_signature(tmp_path / "slide_1" / "empty.png")
+    with growing.open("ab") as handle:  # journaled, then rewritten: watched again until it settles anew
+        handle.write(b"z")
+    assert scanner.poll(journaled) == []
+    now[0] = 6.0
+    assert [arrival.key for arrival in scanner.poll(journaled)] == ["slide_1/cell.jpg"]
 
 
 def test_an_output_folder_inside_the_watched_folder_is_not_searched(tmp_path: Path) -> None:
@@ -164,7 +184,7 @@ def test_an_output_folder_inside_the_watched_folder_is_not_searched(tmp_path: Pa
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "cell.jpg").write_bytes(b"x")
     scanner = ArrivalScanner(tmp_path, settle=0.0, exclude=tmp_path / "report")
-    assert [arrival.key for arrival in scanner.poll(set())] == ["slide_1/cell.jpg"]
+    assert [arrival.key for arrival in scanner.poll({})] == ["slide_1/cell.jpg"]
 
 
 # --- hema-infer watch on real cells -----------------------------------------------------------------------------
