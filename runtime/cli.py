@@ -204,14 +204,24 @@ def watch(
         bool,
         typer.Option("--once", help="Classify what is in the folder now (once it settles), write the reports, exit."),
     ] = False,
+    new_journal: Annotated[
+        bool,
+        typer.Option(
+            "--new-journal",
+            help="Start a new journal: OUT's journal and its reports are moved to OUT/earlier/<UTC time>/ (nothing "
+            "is deleted). Needed to go on in the same OUT with another model.",
+        ),
+    ] = False,
     workers: OldWorkersOption = None,
 ) -> None:
     """Watch a folder and classify cell images as they arrive, each exactly once, even across crashes.
 
     Every result is saved to OUT/journal.jsonl first; cells.csv and summary.json are rewritten from it after each
     batch (at most every few seconds while cells stream in). Started again with the same OUT after a crash, it goes
-    on where it stopped. Ctrl-C or SIGTERM: finish the current batch, write the reports, exit.
-    Exit code: 0 every image classified, 1 some could not be read, 2 no usable model, or OUT is damaged or in use.
+    on where it stopped; only with the model that started the journal (else --new-journal). Ctrl-C or SIGTERM:
+    finish the current batch, write the reports, exit.
+    Exit code: 0 every image classified, 1 some could not be read, 2 no usable model, or OUT is damaged, in use,
+    not a hema journal or another model's.
     """
     decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
     engine = _load(model, backend, threads, unverified, classifier=True)
@@ -236,6 +246,7 @@ def watch(
                 stop,
                 log=lambda message: tqdm.write(message, file=sys.stderr),
                 on_batch=progress.update,
+                new_journal=new_journal,
             )
     except JournalError as error:
         typer.echo(f"error: {error}", err=True)

@@ -7,6 +7,14 @@ it was when it was read::
      "confidence": 0.97, "probabilities": [...], "error": "", "review": "",
      "size": 20417, "mtime_ns": 1733130000123456789, "sha256": "9f2c...", "moved_from": null}
 
+The first line names the model that wrote the journal (:mod:`hema.runtime.watch.model_identity`)::
+
+    {"hema_journal": 1, "model": ".../hema-default.onnx", "model_sha256": {".onnx": "..."}, "class_names": [...]}
+
+A journal is resumed only by the same model (the same bytes and classes): two models' results must never mix in
+one differential. A file whose first line is not such a header is not a hema journal (or one written before
+hema recorded the model) and is refused untouched: only a journal's own torn last line is ever cut away.
+
 ``path`` is the image's path relative to the watched folder (with ``/`` separators). A file's row follows its
 current content: ``size`` and ``mtime_ns`` say which version of the file was read (watch reads the file again
 when either differs, so a file read while incomplete, or overwritten, gets a new row), and ``sha256`` of its
@@ -34,14 +42,15 @@ import numpy as np
 
 from hema.runtime.classify import CellResult, slide_of
 from hema.runtime.watch.arrivals import Signature
+from hema.runtime.watch.model_identity import JOURNAL_FORMAT, ModelIdentity
 
-__all__ = ["Journal", "JournalError", "apply_record", "record_to_result", "result_to_record"]
+__all__ = ["Journal", "JournalError", "apply_record", "record_to_result", "result_to_record", "set_aside"]
 
 Row = TypeVar("Row")
 
 
 class JournalError(RuntimeError):
-    """The journal cannot be used: corrupt before its last line, written by another model, or locked."""
+    """The journal cannot be used: not a hema journal, corrupt before its last line, of another model, or locked."""
 
 
 def result_to_record(
@@ -138,17 +147,16 @@ class Journal:
             self._take(record)
 
     @classmethod
-    def open(cls, path: Path, classes: int | None = None) -> Journal:
-        """Open (or create) the journal, lock it, read it and cut away a torn last line.
+    def open(cls, path: Path, model: ModelIdentity) -> Journal:
+        """Open (or create) the journal, lock it, check whose it is, read it and cut away a torn last line.
 
         Args:
             path: ``OUT/journal.jsonl``.
-            classes: The model's number of classes; a journal whose probabilities have another length was
-                written by another model and is refused.
+            model: The model of this run: a new journal's header names it, an existing one must name it too.
 
         Raises:
-            JournalError: If another process holds the journal, a line before the last is corrupt, or the
-                journal belongs to another model.
+            JournalError: If another process holds the journal, the file is not a hema journal, the journal
+                belongs to another model, or a line before the last is corrupt. The file is left as it was.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
@@ -157,7 +165,7 @@ class Journal:
             _lock(descriptor, path)
             if created:
                 _fsync_folder(path.parent)
-            records, repaired = _read_and_repair(descriptor, path, classes)
+            records, repaired = _read_and_repair(descriptor, path, model)
         except BaseException:
             os.close(descriptor)
             raise
@@ -200,19 +208,7 @@ class Journal:
                 fresh.append(record)
         if not fresh:
             return []
-        data = "".join(json.dumps(record, allow_nan=False) + "\n" for record in fresh).encode("utf-8")
-        start = os.fstat(self._descriptor).st_size
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._descriptor, view) :]
-            os.fsync(self._descriptor)
-        except BaseException:
-            try:
-                os.ftruncate(self._descriptor, start)
-            except OSError:
-                pass  # the next open cuts the torn line away
-            raise
+        _append_lines(self._descriptor, fresh)
         for record in fresh:
             self._take(record)
         return fresh
@@ -242,11 +238,63 @@ class Journal:
         self.close()
 
 
-def _read_and_repair(descriptor: int, path: Path, classes: int | None) -> tuple[list[dict[str, Any]], int]:
-    """Read every record; truncate a torn (unterminated or unparsable) last line away and fsync the cut."""
+def _append_lines(descriptor: int, lines: Sequence[dict[str, Any]]) -> None:
+    """Append JSON lines with one write and ``fsync``; on failure (a full disk) cut the file back and raise."""
+    data = "".join(json.dumps(line, allow_nan=False) + "\n" for line in lines).encode("utf-8")
+    start = os.fstat(descriptor).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.fsync(descriptor)
+    except BaseException:
+        try:
+            os.ftruncate(descriptor, start)
+        except OSError:
+            pass  # the next open cuts the torn line away
+        raise
+
+
+def _written_by(header_line: bytes, path: Path) -> ModelIdentity | None:
+    """The model a journal's first line names, or ``None`` if the line is no journal header."""
+    try:
+        header = json.loads(header_line)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(header, dict) or not isinstance(header.get("hema_journal"), int):
+        return None
+    if header["hema_journal"] > JOURNAL_FORMAT:
+        raise JournalError(f"{path} was written by a newer hema (journal format {header['hema_journal']}): update hema")
+    return ModelIdentity.from_header(header)
+
+
+def _read_and_repair(descriptor: int, path: Path, model: ModelIdentity) -> tuple[list[dict[str, Any]], int]:
+    """Check the header and read every record; truncate a torn last line away and fsync the cut.
+
+    An empty file (new, or created by a run that stopped before its first write) gets ``model``'s header. Whose
+    journal it is, is settled before anything is cut: a file that is not a hema journal, or is another model's,
+    is refused as it is.
+    """
     size = os.fstat(descriptor).st_size
     data = path.read_bytes()[:size]
-    lines = data.split(b"\n")
+    if not data:
+        _append_lines(descriptor, [model.header()])
+        return [], 0
+    end = data.find(b"\n")
+    written_by = _written_by(data[:end], path) if end >= 0 else None
+    if written_by is None:
+        raise JournalError(
+            f"{path} is not a hema watch journal (its first line is no journal header, as in journals written "
+            "before hema recorded the model): it was left as it is. Give watch another --out folder, or "
+            "--new-journal to move it aside and start a new journal"
+        )
+    if not written_by.same_model(model):
+        raise JournalError(
+            f"{path} was written by another model, {written_by.describe()}; this run's is {model.describe()}. One "
+            "journal must not mix two models' results: use --new-journal to move it aside (nothing is deleted) and "
+            "start a new journal, or another --out folder"
+        )
+    lines = data[end + 1 :].split(b"\n")
     keep = len(data)
     if lines[-1]:  # the last write was torn before its newline
         keep -= len(lines[-1])
@@ -254,21 +302,50 @@ def _read_and_repair(descriptor: int, path: Path, classes: int | None) -> tuple[
     if lines and _parse(lines[-1]) is None:  # a terminated but garbled last line (zero-filled after power loss)
         keep -= len(lines.pop()) + 1
     records: list[dict[str, Any]] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=2):
         record = _parse(line)
         if record is None:
             raise JournalError(f"{path}: line {number} is not a journal record; the journal is damaged")
-        probabilities = record.get("probabilities")
-        if classes is not None and probabilities is not None and len(probabilities) != classes:
-            raise JournalError(
-                f"{path} was written by a model with {len(probabilities)} classes, this one has {classes}: "
-                "use another --out folder"
-            )
         records.append(record)
     if keep < size:
         os.ftruncate(descriptor, keep)
         os.fsync(descriptor)
     return records, size - keep
+
+
+def set_aside(path: Path, folder: Path, companions: Sequence[Path] = ()) -> bool:
+    """Move the journal at ``path``, and those of ``companions`` that exist, into ``folder``; delete nothing.
+
+    The journal is locked first, so that the journal of a watch still running is never moved away under it, and
+    no watch can rewrite the companions (the reports made from the journal) while they are moved.
+
+    Args:
+        path: The journal.
+        folder: Where to move it; created here (it must not exist yet).
+        companions: Files that belong with the journal.
+
+    Returns:
+        Whether there was a journal to move.
+
+    Raises:
+        JournalError: If another process holds the journal.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        _lock(descriptor, path)
+        folder.mkdir(parents=True)
+        os.rename(path, folder / path.name)
+        for companion in companions:
+            if companion.is_file():
+                os.rename(companion, folder / companion.name)
+        _fsync_folder(folder)
+        _fsync_folder(path.parent)
+    finally:
+        os.close(descriptor)
+    return True
 
 
 def _lock(descriptor: int, path: Path) -> None:

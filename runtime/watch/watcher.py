@@ -14,6 +14,9 @@ How every image ends with exactly one row:
    to, and hold the journal's last row of each path, so no file can be counted twice; the journal itself
    refuses a second row for a version of a file it already holds.
 4. Only one watch process may write to an output folder (the journal is locked while open).
+5. Only the model that started a journal may add to it (its header names the model's sha256 and classes). Another
+   model needs a new journal: ``new_journal`` moves the old one, and the reports made from it, into
+   ``OUT/earlier/<UTC time>/``; nothing is deleted.
 
 A file is read only once it has settled (:mod:`hema.runtime.watch.arrivals`); if its size or modification time
 changed between settling and the append, its result is dropped and it is read again when it settles anew.
@@ -36,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +47,23 @@ from hema.runtime.classify import CellResult, classify_files
 from hema.runtime.engines.base import Engine
 from hema.runtime.manifest import file_sha256
 from hema.runtime.watch.arrivals import Arrival, ArrivalScanner, file_signature
-from hema.runtime.watch.journal import Journal, result_to_record
-from hema.runtime.watch.reports import JournalReports
+from hema.runtime.watch.journal import Journal, result_to_record, set_aside
+from hema.runtime.watch.model_identity import ModelIdentity
+from hema.runtime.watch.reports import CELLS_NAME, HTML_NAME, SUMMARY_NAME, JournalReports
 
-__all__ = ["JOURNAL_NAME", "StopFlag", "WatchOutcome", "WatchSettings", "stop_on_signals", "watch_folder"]
+__all__ = [
+    "EARLIER_NAME",
+    "JOURNAL_NAME",
+    "StopFlag",
+    "WatchOutcome",
+    "WatchSettings",
+    "stop_on_signals",
+    "watch_folder",
+]
 
 JOURNAL_NAME = "journal.jsonl"
+EARLIER_NAME = "earlier"
+"""Folder inside ``OUT`` where ``new_journal`` moves earlier journals, each with its reports."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,7 @@ def watch_folder(
     stop: StopFlag | None = None,
     log: Callable[[str], None] = _quiet,
     on_batch: Callable[[int], None] | None = None,
+    new_journal: bool = False,
 ) -> WatchOutcome:
     """Classify the images in ``root`` as they settle, journal them and keep the reports in ``out`` current.
 
@@ -168,15 +184,20 @@ def watch_folder(
         stop: Set it to end the run after the current batch (see :func:`stop_on_signals`).
         log: Receives one line per notable event (resumed run, unreadable, changed or moved file).
         on_batch: Called with the number of cells journaled after each batch (for progress bars).
+        new_journal: Move the journal in ``out`` (and its reports) into ``out/earlier/<UTC time>/`` and start a
+            new one, instead of resuming it (needed to go on with another model).
 
     Raises:
-        JournalError: If the journal is damaged, belongs to another model or is used by another process.
+        JournalError: If the journal is not a hema journal, is damaged, belongs to another model or is used by
+            another process.
         ModelError: If the model is a backbone-only export.
     """
     engine.require_classifier()
     stop = stop if stop is not None else StopFlag()
     class_names = engine.card.class_names
-    with Journal.open(out / JOURNAL_NAME, classes=len(class_names)) as journal:
+    if new_journal and (earlier := _set_aside_earlier_run(out)) is not None:
+        log(f"new journal: the earlier journal and its reports were moved to {earlier}")
+    with Journal.open(out / JOURNAL_NAME, ModelIdentity.of_engine(engine)) as journal:
         if journal.repaired_bytes:
             log(f"journal: cut away a torn last line ({journal.repaired_bytes} bytes) left by an interrupted run")
         resumed = len(journal)
@@ -203,6 +224,18 @@ def watch_folder(
             stop.wait(settings.poll_interval)
         summary = reports.write(scanner.skipped)
     return WatchOutcome(summary, resumed, classified, journal.repaired_bytes, stop.reason)
+
+
+def _set_aside_earlier_run(out: Path) -> Path | None:
+    """Move ``out``'s journal and the reports made from it into a new ``out/earlier/<UTC time>/``; return it.
+
+    Returns:
+        The folder they were moved to, or ``None`` if ``out`` held no journal (then nothing is moved).
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = out / EARLIER_NAME / stamp
+    reports = [out / name for name in (CELLS_NAME, SUMMARY_NAME, HTML_NAME)]
+    return folder if set_aside(out / JOURNAL_NAME, folder, reports) else None
 
 
 def _process(

@@ -27,6 +27,7 @@ import pytest
 from hema.runtime.cli import app
 from hema.runtime.watch.arrivals import ArrivalScanner, file_signature
 from hema.runtime.watch.journal import Journal, JournalError
+from hema.runtime.watch.model_identity import ModelIdentity
 
 CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
 DEADLINE = 180.0  # seconds; far beyond what any step takes, so only a hang fails
@@ -58,12 +59,12 @@ def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen
 
 
 def journal_rows(out: Path) -> list[dict]:
-    """The complete lines of ``journal.jsonl`` (a line being written is not counted)."""
+    """The complete rows of ``journal.jsonl`` after its header (a line being written is not counted)."""
     try:
         data = (out / "journal.jsonl").read_bytes()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in data.split(b"\n")[:-1]]
+    return [json.loads(line) for line in data.split(b"\n")[1:-1]]
 
 
 def csv_rows(out: Path) -> list[dict[str, str]]:
@@ -98,6 +99,10 @@ def assert_exactly_once(out: Path, keys: list[str], root: Path) -> None:
 # --- the journal and the settle rule, without a model ----------------------------------------------------------
 
 
+MODEL = ModelIdentity("model.onnx", {".onnx": "ab" * 32}, ("ig", "lymphocyte"))
+HEADER = json.dumps(MODEL.header()) + "\n"
+
+
 def record(key: str, size: int = 100) -> dict:
     return {"path": key, "slide": "s", "status": "ok", "label": "ig", "confidence": 0.9,
             "probabilities": [0.9, 0.1], "error": "", "review": "",
@@ -106,23 +111,23 @@ def record(key: str, size: int = 100) -> dict:
 
 def test_torn_trailing_journal_line_is_cut_away(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    whole = "".join(json.dumps(record(f"s/{n}.jpg")) + "\n" for n in range(3))
+    whole = HEADER + "".join(json.dumps(record(f"s/{n}.jpg")) + "\n" for n in range(3))
     path.write_text(whole + '{"path": "s/3.jpg", "sta', encoding="utf-8")
-    with Journal.open(path, classes=2) as journal:
+    with Journal.open(path, MODEL) as journal:
         assert [r["path"] for r in journal.records] == ["s/0.jpg", "s/1.jpg", "s/2.jpg"]
         assert journal.repaired_bytes == len('{"path": "s/3.jpg", "sta') and "s/3.jpg" not in journal
         journal.append([record("s/3.jpg"), record("s/0.jpg")])  # a file version already journaled: not again
-    assert [json.loads(line)["path"] for line in path.read_text(encoding="utf-8").splitlines()] == [
-        "s/0.jpg", "s/1.jpg", "s/2.jpg", "s/3.jpg"]  # fmt: skip
+    assert [json.loads(line).get("path") for line in path.read_text(encoding="utf-8").splitlines()] == [
+        None, "s/0.jpg", "s/1.jpg", "s/2.jpg", "s/3.jpg"]  # fmt: skip
 
 
 def test_a_later_row_of_a_file_replaces_its_earlier_row_and_a_move_replaces_the_old_path(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    with Journal.open(path) as journal:
+    with Journal.open(path, MODEL) as journal:
         journal.append([record("a/0.jpg"), record("a/1.jpg", size=200)])
         journal.append([record("a/0.jpg", size=300)])  # rewritten by the analyser
         journal.append([{**record("b/1.jpg", size=200), "moved_from": "a/1.jpg"}])  # moved to slide b
-    with Journal.open(path) as journal:
+    with Journal.open(path, MODEL) as journal:
         assert [(r["path"], r["size"]) for r in journal.records] == [("a/0.jpg", 300), ("b/1.jpg", 200)]
         assert dict(journal.signatures) == {"a/0.jpg": (300, 1), "b/1.jpg": (200, 1)}
         assert journal.keys_with_sha256(f"{200:064x}") == ["b/1.jpg"] and journal.keys_with_sha256(f"{100:064x}") == []
@@ -130,23 +135,51 @@ def test_a_later_row_of_a_file_replaces_its_earlier_row_and_a_move_replaces_the_
 
 def test_zero_filled_last_line_is_cut_and_damage_before_it_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    whole = json.dumps(record("s/0.jpg")) + "\n"
+    whole = HEADER + json.dumps(record("s/0.jpg")) + "\n"
     path.write_bytes(whole.encode() + b"\0" * 40 + b"\n")  # what a power loss can leave after the last block
-    with Journal.open(path) as journal:
+    with Journal.open(path, MODEL) as journal:
         assert len(journal) == 1 and journal.repaired_bytes == 41
     assert path.read_text(encoding="utf-8") == whole
-    path.write_text("garbage\n" + whole, encoding="utf-8")
-    with pytest.raises(JournalError, match="line 1"):
-        Journal.open(path)
+    path.write_text(HEADER + "garbage\n" + json.dumps(record("s/0.jpg")) + "\n", encoding="utf-8")
+    with pytest.raises(JournalError, match="line 2"):
+        Journal.open(path, MODEL)
 
 
-def test_journal_of_another_model_or_in_use_is_refused(tmp_path: Path) -> None:
+def test_a_new_journal_starts_with_the_model_and_another_model_or_a_second_writer_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    path.write_text(json.dumps(record("s/0.jpg")) + "\n", encoding="utf-8")
-    with pytest.raises(JournalError, match="2 classes"):
-        Journal.open(path, classes=8)
-    with Journal.open(path), pytest.raises(JournalError, match="in use"):
-        Journal.open(path)
+    with Journal.open(path, MODEL) as journal:
+        journal.append([record("s/0.jpg")])
+    assert ModelIdentity.from_header(json.loads(path.read_text(encoding="utf-8").splitlines()[0])) == MODEL
+    written = path.read_bytes()
+    retrained = ModelIdentity("model.onnx", {".onnx": "cd" * 32}, MODEL.class_names)
+    renamed = ModelIdentity("model.onnx", MODEL.sha256, ("ig", "monocyte"))
+    for other in (retrained, renamed):
+        with pytest.raises(JournalError, match="another model.*--new-journal"):
+            Journal.open(path, other)
+    copied = ModelIdentity("copy/model.onnx", MODEL.sha256, MODEL.class_names)
+    with Journal.open(path, copied) as journal:
+        assert len(journal) == 1  # the same bytes loaded from elsewhere: the same model
+    with Journal.open(path, MODEL), pytest.raises(JournalError, match="in use"):
+        Journal.open(path, MODEL)
+    assert path.read_bytes() == written
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"lab notes\nsecond line, still being typed",  # a torn last line, were it a journal
+        (json.dumps(record("s/0.jpg")) + "\n" + '{"path": "s/1.jpg", "sta').encode(),  # rows but no header
+        b"\xff\xd8\xff\xe0\0\x10JFIF\0\n\x01\x02\0\0",  # a JPEG saved under the journal's name
+        HEADER.encode()[:30],  # a header that is not one
+    ],
+    ids=["text", "headerless", "binary", "header-prefix"],
+)
+def test_repair_never_cuts_a_file_that_is_not_a_hema_journal(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(JournalError, match="not a hema watch journal.*left as it is"):
+        Journal.open(path, MODEL)
+    assert path.read_bytes() == content
 
 
 def test_a_file_is_ready_only_once_unchanged_for_the_settle_time(tmp_path: Path) -> None:
@@ -311,6 +344,23 @@ def test_watch_refuses_an_output_folder_in_use(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     (tmp_path / "in").mkdir()
-    with Journal.open(tmp_path / "out" / "journal.jsonl"):
+    with Journal.open(tmp_path / "out" / "journal.jsonl", MODEL):
         result = CliRunner().invoke(app, ["watch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--once"])
     assert result.exit_code == 2 and "in use" in result.output
+    with Journal.open(tmp_path / "out" / "journal.jsonl", MODEL):  # a new journal is not taken from under it
+        result = CliRunner().invoke(app, ["watch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--once",
+                                          "--new-journal"])  # fmt: skip
+    assert result.exit_code == 2 and "in use" in result.output
+    assert (tmp_path / "out" / "journal.jsonl").is_file() and not (tmp_path / "out" / "earlier").exists()
+
+
+def test_watch_leaves_a_file_that_is_not_a_journal_as_it_is_and_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    notes = b"shift notes\nslide 07 re-stained, do not count"
+    (tmp_path / "out" / "journal.jsonl").write_bytes(notes)
+    result = CliRunner().invoke(app, ["watch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--once"])
+    assert result.exit_code == 2 and "not a hema watch journal" in result.output
+    assert (tmp_path / "out" / "journal.jsonl").read_bytes() == notes
