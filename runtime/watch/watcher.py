@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from hema.runtime.classify import CellResult, classify_files
+from hema.runtime.discovery import slide_name
 from hema.runtime.engines.base import Engine
 from hema.runtime.manifest import file_sha256
 from hema.runtime.watch.arrivals import Arrival, ArrivalScanner, file_signature
@@ -213,7 +214,7 @@ def watch_folder(
         while not stop.is_set():
             ready = scanner.poll(journal.signatures)
             if ready:
-                with closing(_process(engine, ready[:per_cycle], settings, stop)) as batches:
+                with closing(_process(engine, root, ready[:per_cycle], settings, stop)) as batches:
                     for batch in batches:
                         classified += _commit(batch, root, journal, scanner, reports, log, on_batch)
                 continue
@@ -239,15 +240,20 @@ def _set_aside_earlier_run(out: Path) -> Path | None:
 
 
 def _process(
-    engine: Engine, ready: Sequence[Arrival], settings: WatchSettings, stop: StopFlag
+    engine: Engine, root: Path, ready: Sequence[Arrival], settings: WatchSettings, stop: StopFlag
 ) -> Iterator[list[tuple[Arrival, CellResult]]]:
     """Classify settled images, yielding one engine batch at a time; stop after the batch during which a stop
-    was asked for (the rest stay unjournaled and are classified by the next run)."""
+    was asked for (the rest stay unjournaled and are classified by the next run).
+
+    Each image's slide is its folder's path relative to the watched folder (:func:`slide_name`, as in
+    ``hema-infer classify``), so that two patients' ``slide_01`` stay two slides.
+    """
     results = classify_files(
         engine,
         [arrival.path for arrival in ready],
         batch_size=settings.batch_size,
         decode_threads=settings.decode_threads,
+        slides={arrival.path: slide_name(arrival.path.parent, root) for arrival in ready},
     )
     batch: list[tuple[Arrival, CellResult]] = []
     try:

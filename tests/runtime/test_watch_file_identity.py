@@ -137,3 +137,19 @@ def test_each_journal_row_records_the_identity_of_the_file_it_classified(
     stat = cell.stat()
     assert (record["size"], record["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
     assert record["sha256"] == hashlib.sha256(cell.read_bytes()).hexdigest()
+
+
+def test_two_patients_slides_of_the_same_name_stay_two_slides(
+    engine: Engine, basophil: Path, platelet: Path, tmp_path: Path
+) -> None:
+    root, out = tmp_path / "analyser", tmp_path / "report"
+    for patient, cell in (("patientA", basophil), ("patientB", platelet)):
+        (root / patient / "slide_01").mkdir(parents=True)
+        shutil.copyfile(cell, root / patient / "slide_01" / "cell_1.jpg")
+    watch_folder(engine, root, out, ONCE)
+    rows = rows_by_path(out, root)
+    assert {key: row["slide"] for key, row in rows.items()} == {
+        "patientA/slide_01/cell_1.jpg": "patientA/slide_01",
+        "patientB/slide_01/cell_1.jpg": "patientB/slide_01",
+    }
+    assert set(summary(out)["slides"]) == {"patientA/slide_01", "patientB/slide_01"}
