@@ -42,6 +42,19 @@ def platelet(pbc_dir: Path) -> Path:
     return pbc_dir / "platelet" / "PLATELET_100161.jpg"
 
 
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The analyser's folder, with an empty ``slide_1``."""
+    (tmp_path / "analyser" / "slide_1").mkdir(parents=True)
+    return tmp_path / "analyser"
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """Watch's output folder."""
+    return tmp_path / "report"
+
+
 def rows_by_path(out: Path, root: Path) -> dict[str, dict[str, str]]:
     """``cells.csv`` keyed by path relative to ``root``; fails if a file has more than one row."""
     with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
@@ -56,10 +69,8 @@ def summary(out: Path) -> dict:
 
 
 def test_an_incomplete_file_is_read_again_once_complete(
-    engine: Engine, basophil: Path, platelet: Path, tmp_path: Path
+    engine: Engine, basophil: Path, platelet: Path, root: Path, out: Path
 ) -> None:
-    root, out = tmp_path / "analyser", tmp_path / "report"
-    (root / "slide_1").mkdir(parents=True)
     half = root / "slide_1" / "cell_1.jpg"
     half.write_bytes(basophil.read_bytes()[: basophil.stat().st_size // 2])  # read while the analyser writes it
     empty = root / "slide_1" / "cell_2.jpg"
@@ -80,10 +91,8 @@ def test_an_incomplete_file_is_read_again_once_complete(
 
 
 def test_an_overwritten_file_gets_its_new_label_even_at_the_same_size(
-    engine: Engine, basophil: Path, platelet: Path, tmp_path: Path
+    engine: Engine, basophil: Path, platelet: Path, root: Path, out: Path
 ) -> None:
-    root, out = tmp_path / "analyser", tmp_path / "report"
-    (root / "slide_1").mkdir(parents=True)
     cell = root / "slide_1" / "cell.jpg"
     shutil.copyfile(basophil, cell)
     watch_folder(engine, root, out, ONCE)
@@ -98,11 +107,10 @@ def test_an_overwritten_file_gets_its_new_label_even_at_the_same_size(
 
 
 def test_a_moved_or_renamed_file_is_one_cell_and_a_copy_is_two(
-    engine: Engine, basophil: Path, platelet: Path, tmp_path: Path
+    engine: Engine, basophil: Path, platelet: Path, root: Path, out: Path
 ) -> None:
-    root, out = tmp_path / "analyser", tmp_path / "report"
     for slide in ("slide_A", "slide_B"):
-        (root / slide).mkdir(parents=True)
+        (root / slide).mkdir()
     shutil.copyfile(basophil, root / "slide_A" / "cell_1.jpg")
     shutil.copyfile(platelet, root / "slide_A" / "incoming.jpg")  # the analyser's temporary name
     shutil.copyfile(basophil, root / "slide_A" / "cell_3.jpg")
@@ -125,10 +133,8 @@ def test_a_moved_or_renamed_file_is_one_cell_and_a_copy_is_two(
 
 
 def test_each_journal_row_records_the_identity_of_the_file_it_classified(
-    engine: Engine, basophil: Path, tmp_path: Path
+    engine: Engine, basophil: Path, root: Path, out: Path
 ) -> None:
-    root, out = tmp_path / "analyser", tmp_path / "report"
-    (root / "slide_1").mkdir(parents=True)
     cell = root / "slide_1" / "cell.jpg"
     shutil.copyfile(basophil, cell)
     watch_folder(engine, root, out, ONCE)
@@ -140,9 +146,8 @@ def test_each_journal_row_records_the_identity_of_the_file_it_classified(
 
 
 def test_two_patients_slides_of_the_same_name_stay_two_slides(
-    engine: Engine, basophil: Path, platelet: Path, tmp_path: Path
+    engine: Engine, basophil: Path, platelet: Path, root: Path, out: Path
 ) -> None:
-    root, out = tmp_path / "analyser", tmp_path / "report"
     for patient, cell in (("patientA", basophil), ("patientB", platelet)):
         (root / patient / "slide_01").mkdir(parents=True)
         shutil.copyfile(cell, root / patient / "slide_01" / "cell_1.jpg")
