@@ -287,7 +287,9 @@ def backbone_only(
     out: Annotated[Path, out_option("The .onnx file to write.")],
     data: Annotated[Path | None, data_option("Labelled cells to check parity on.")] = None,
     arch: ArchOption = None,
-    image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 224,
+    image_size: Annotated[
+        int | None, typer.Option(help="Input side in pixels [default: a checkpoint's own, else 224].")
+    ] = None,
     parity_data: OldParityData = None,
 ) -> None:
     """Export a backbone alone (outputs the embedding), for `hema-train fewshot --backbone FILE.onnx`."""

@@ -64,9 +64,7 @@ def backbone_graph(extractor: FeatureExtractor) -> tuple[onnx.ModelProto, InputS
         del graph.opset_import[:]
         graph.opset_import.extend(source.opset_import)
         return graph, extractor.onnx_engine.card.input
-    info = extractor.torch_backbone.info
-    spec = InputSpec(height=info.image_size, width=info.image_size, mean=info.mean, std=info.std)
-    return backbone_to_onnx(extractor.torch_backbone), spec
+    return backbone_to_onnx(extractor.torch_backbone), extractor.torch_backbone.info.input_spec()
 
 
 def _created() -> str:
@@ -147,7 +145,7 @@ def export_classifier(
 
 
 def export_backbone(
-    backbone: str, out: Path, *, parity_data: Path, arch: str | None = None, image_size: int = 224
+    backbone: str, out: Path, *, parity_data: Path, arch: str | None = None, image_size: int | None = None
 ) -> ExportResult:
     """Export a backbone alone (output ``embedding``) for ``hema-train fewshot --backbone FILE.onnx``."""
     extractor = open_feature_extractor(backbone, arch=arch, image_size=image_size, device="cpu")

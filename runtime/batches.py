@@ -1,8 +1,8 @@
 """Decode and resize image files in batches on a thread pool, one batch ahead of the consumer.
 
 A file that cannot be decoded becomes a one-line reason (:func:`decode_or_reason`), never an exception, so one
-bad file cannot stop a batch: an empty or truncated file, a note saved as ``.jpg``, a decompression bomb, a
-symlink loop, a file the user may not read.
+bad file cannot stop a batch: an empty or truncated file, a note saved as ``.jpg``, a PostScript file saved as
+``.jpg`` (refused by its format, never decoded), a decompression bomb, a symlink loop, a file the user may not read.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import UnidentifiedImageError
 
 from hema.runtime.card import InputSpec
-from hema.runtime.preprocessing import ImageTooLargeError, load_cell_image
+from hema.runtime.preprocessing import ImageTooLargeError, UnsupportedImageFormatError, load_cell_image
 
 __all__ = ["DecodedBatch", "decode_or_reason", "decoded_batches", "read_error_reason"]
 
@@ -46,11 +46,11 @@ def read_error_reason(error: BaseException) -> str:
         error: What reading or decoding the file raised.
 
     Returns:
-        ``"cannot read image: ..."``: ``truncated file``, ``damaged image data``, ``not an image``,
-        ``image too large``, ``symlink loop``, ``permission denied``, ``file not found``, or the error's type
-        and message.
+        ``"cannot read image: ..."``: ``truncated file``, ``damaged image data``, ``not an image``, the format
+        of an image that is not a cell image format, ``image too large``, ``symlink loop``, ``permission denied``,
+        ``file not found``, or the error's type and message.
     """
-    if isinstance(error, ImageTooLargeError):
+    if isinstance(error, ImageTooLargeError | UnsupportedImageFormatError):
         detail = str(error)
     elif isinstance(error, UnidentifiedImageError):
         detail = "not an image (no image format recognised in the file)"

@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["CARD_METADATA_KEY", "CARD_SCHEMA_VERSION", "InputSpec", "ModelCard"]
 
 CARD_METADATA_KEY = "hema.model_card"
-CARD_SCHEMA_VERSION = 1
+CARD_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,12 @@ class InputSpec:
             to the target size without cropping or padding (single-cell crops are close to square).
         interpolation: Pillow resampling filter used for the resize: ``"bilinear"``, ``"bicubic"`` or
             ``"nearest"``.
+        stain: Colour handling before the resize: ``"as-is"``, or ``"standardised"``: background and stain levels
+            moved to fixed targets (:func:`hema.runtime.cell_view.standardise_stain`).
+        view: What is resized: ``"image"``, the whole decoded image, or ``"cell"``: a square crop of
+            ``cell_context`` times the white cell's size, centred on it (:func:`hema.runtime.cell_view.cell_view`;
+            implies a standardised stain).
+        cell_context: Crop side as a multiple of the cell's larger side, for ``view="cell"``.
         mean: Per-channel mean (0-1 scale) subtracted inside the graph. Informational: the runtime never
             normalises, the graph does.
         std: Per-channel standard deviation (0-1 scale) divided inside the graph. Informational.
@@ -37,6 +43,9 @@ class InputSpec:
     width: int
     resize: str = "stretch"
     interpolation: str = "bilinear"
+    stain: str = "as-is"
+    view: str = "image"
+    cell_context: float = 2.0
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     layout: str = "NHWC"

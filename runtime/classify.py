@@ -9,6 +9,7 @@ the reason, and the rest of the batch is classified as usual. A classified cell 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def classify_files(
     batch_size: int = 32,
     decode_threads: int = 4,
     slides: Mapping[Path, str] | None = None,
+    unreadable: Mapping[Path, str] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[CellResult]:
     """Classify files in batches, yielding one result per file in input order.
@@ -73,21 +75,46 @@ def classify_files(
         files: Image files.
         slides: The slide of every file (:attr:`hema.runtime.discovery.InputFiles.slides`). Without it, every file
             is taken as named directly (:func:`slide_of`).
+        unreadable: Files known to be unreadable without opening them, with the reason (folders that cannot be
+            listed, named pipes, sockets: :attr:`hema.runtime.discovery.InputFiles.unreadable`). Each gets an
+            error row in its place and is never opened.
         batch_size: Images per engine call.
         decode_threads: Threads decoding images.
-        on_batch: Called with the number of files finished after each batch (for progress bars).
+        on_batch: Called with the number of files decoded after each batch (for progress bars).
 
     Raises:
         ModelError: If the model is a backbone-only export (raised when the first result is asked for).
     """
     engine.require_classifier()
+    unreadable = unreadable or {}
+
+    def slide(path: Path) -> str:
+        return slides[path] if slides is not None else slide_of(path)
+
+    decodable = [path for path in files if path not in unreadable]
+    with closing(_classify_decodable(engine, decodable, slide, batch_size, decode_threads, on_batch)) as classified:
+        for path in files:
+            if path in unreadable:
+                yield CellResult(path, slide(path), "error", error=unreadable[path])
+            else:
+                yield next(classified)
+
+
+def _classify_decodable(
+    engine: Engine,
+    files: Sequence[Path],
+    slide: Callable[[Path], str],
+    batch_size: int,
+    decode_threads: int,
+    on_batch: Callable[[int], None] | None,
+) -> Iterator[CellResult]:
+    """:func:`classify_files` for files that may be opened."""
     class_names = engine.card.class_names
     policy = ReviewPolicy.from_card(engine.card, engine.output_names)
     for batch, images in decoded_batches(
         files, engine.card.input, batch_size=batch_size, decode_threads=decode_threads
     ):
-        names = [slides[path] if slides is not None else slide_of(path) for path in batch]
-        yield from _classify_batch(engine, batch, names, images, class_names, policy)
+        yield from _classify_batch(engine, batch, [slide(path) for path in batch], images, class_names, policy)
         if on_batch is not None:
             on_batch(len(batch))
 

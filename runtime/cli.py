@@ -101,7 +101,7 @@ def classify(
         for clash in inputs.clashes:
             typer.echo(f"error: {clash}", err=True)
         raise typer.Exit(2)
-    if not inputs.images:
+    if not inputs.rows:
         typer.echo("error: no image files found in the given paths", err=True)
         raise typer.Exit(2)
     if inputs.skipped:
@@ -116,10 +116,11 @@ def classify(
     ):
         for result in classify_files(
             engine,
-            inputs.images,
+            inputs.rows,
             batch_size=batch_size,
             decode_threads=decode_threads,
             slides=inputs.slides,
+            unreadable=inputs.unreadable,
             on_batch=progress.update,
         ):
             writer.write(result)

@@ -8,6 +8,8 @@ definition of that identity: ``hema-infer classify`` and ``hema-infer watch`` bo
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,11 @@ class InputFiles:
         images: Files to classify, in a stable order (each folder sorted, in the order the paths were given).
         skipped: Files inside folders that do not have an image suffix (``manifest.csv``, notes, ...).
         missing: Paths the user named that do not exist.
-        slides: The slide of every file in ``images`` (:func:`slide_name`).
+        unreadable: What cannot be read at all, with the reason for its error row: folders that cannot be
+            listed, named pipes, sockets, devices. None of them is opened.
+        rows: Every path that gets a row in the reports, in order: ``images`` and ``unreadable`` interleaved as
+            they were met.
+        slides: The slide of every path in ``rows`` (:func:`slide_name`).
         clashes: One message per slide name that would stand for two folders, or folder that would be two
             slides (``hema-infer classify patientA/slide_01 patientB/slide_01``: both are ``slide_01``). A run
             with clashes must not go on: its differentials would mix two slides or split one.
@@ -35,6 +41,8 @@ class InputFiles:
     missing: tuple[Path, ...]
     slides: dict[Path, str] = field(default_factory=dict)
     clashes: tuple[str, ...] = ()
+    unreadable: dict[Path, str] = field(default_factory=dict)
+    rows: tuple[Path, ...] = ()
 
 
 def slide_name(folder: Path, root: Path | None = None) -> str:
@@ -82,9 +90,90 @@ class _SlideRegister:
         return name
 
 
-def _is_file_or_broken_link(path: Path) -> bool:
-    """A file, or a symbolic link that resolves to nothing (``exists`` is false for a loop, never an error)."""
-    return path.is_file() or (path.is_symlink() and not path.exists())
+_FOLDER = "folder"
+_FILE = "file"
+_LINKED_FOLDER = "link to a folder"
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "named pipe (FIFO)"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def _kind(mode: int) -> str:
+    """``_FOLDER``, ``_FILE``, or the error row's reason for a special file (which is never opened)."""
+    if stat.S_ISDIR(mode):
+        return _FOLDER
+    for is_kind, kind in _SPECIAL_KINDS:
+        if is_kind(mode):
+            return f"cannot read image: {kind}, not a file"
+    return _FILE
+
+
+def _entry_kind(path: Path) -> str:
+    """What a path met while walking a folder is: :func:`_kind`, or ``_LINKED_FOLDER`` (not followed).
+
+    A symbolic link is judged by its target; a link that leads nowhere (a loop, a target that is gone or that
+    may not be looked at) is a file, so that it gets an error row from decoding instead of vanishing.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            mode = os.stat(path).st_mode
+            if stat.S_ISDIR(mode):
+                return _LINKED_FOLDER
+    except OSError:
+        return _FILE
+    return _kind(mode)
+
+
+def _named_kind(path: Path) -> str | None:
+    """What a path the user named is (links followed): :func:`_kind`, or ``None`` if nothing is there.
+
+    A link that leads nowhere, and a path that may not be looked at (its folder is not searchable), are files:
+    their error row says why.
+    """
+    try:
+        return _kind(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return _FILE if os.path.islink(path) else None
+    except OSError:
+        return _FILE
+
+
+def _folder_reason(error: OSError) -> str:
+    """The error row's reason for a folder that cannot be listed (``cannot read folder: permission denied``)."""
+    detail = error.strerror or type(error).__name__
+    return f"cannot read folder: {detail[:1].lower()}{detail[1:]}"
+
+
+def _listing(folder: Path) -> list[Path]:
+    """The visible entries of ``folder``, sorted by name (raises ``OSError`` if it cannot be listed)."""
+    with os.scandir(folder) as entries:
+        return sorted((folder / entry.name for entry in entries if not entry.name.startswith(".")), reverse=True)
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str, Path]]:
+    """Every visible path below ``root`` that gets a row or is skipped, depth first in name order (the order of
+    ``sorted(root.rglob("*"))``).
+
+    Yields ``(path, kind, folder)``: ``kind`` is ``_FILE`` or the reason the path cannot be read (a folder that
+    cannot be listed, a special file), ``folder`` the folder whose slide the row belongs to (the unreadable
+    folder itself, else the one the file lies in). Hidden entries and links to folders are left out. An
+    explicit stack, not recursion, so that no nesting depth can exhaust Python's stack.
+    """
+    stack: list[Path] = [root]
+    while stack:
+        path = stack.pop()
+        kind = _FOLDER if path == root else _entry_kind(path)
+        if kind == _FOLDER:
+            try:
+                stack.extend(_listing(path))
+            except OSError as error:
+                yield path, _folder_reason(error), path
+        elif kind != _LINKED_FOLDER:
+            yield path, kind, path.parent
 
 
 def find_cell_images(paths: list[Path] | tuple[Path, ...]) -> InputFiles:
@@ -96,33 +185,43 @@ def find_cell_images(paths: list[Path] | tuple[Path, ...]) -> InputFiles:
     file (a loop such as ``a.jpg -> b.jpg -> a.jpg``, or a target that is gone) counts as a file: it is listed
     like one, so that it gets an error row instead of vanishing. Links to folders are not followed. A file
     reached twice (named, and inside a folder named) is listed once, under the first path that reached it.
+
+    What cannot be read at all is listed in :attr:`InputFiles.unreadable` with the reason, whatever its suffix,
+    and is never opened: a folder that cannot be listed (its permissions), a named pipe (opening one blocks until
+    someone writes to it), a socket or a device.
     """
     images: list[Path] = []
     skipped: list[Path] = []
     missing: list[Path] = []
+    unreadable: dict[Path, str] = {}
+    rows: list[Path] = []
     slides: dict[Path, str] = {}
     register = _SlideRegister()
     seen: set[Path] = set()
 
-    def add(path: Path, root: Path | None) -> None:
+    def add(path: Path, kind: str, folder: Path, root: Path | None) -> None:
         if path in seen:
             return
         seen.add(path)
-        if root is None or path.suffix.lower() in IMAGE_SUFFIXES:
-            images.append(path)
-            slides[path] = register.name(path.parent, root)
-        else:
+        if kind == _FILE and root is not None and path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append(path)
+            return
+        slides[path] = register.name(folder, root)
+        rows.append(path)
+        if kind == _FILE:
+            images.append(path)
+        else:
+            unreadable[path] = kind
 
     for path in paths:
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                relative = child.relative_to(path)
-                if any(part.startswith(".") for part in relative.parts) or not _is_file_or_broken_link(child):
-                    continue
-                add(child, path)
-        elif path.exists() or path.is_symlink():
-            add(path, None)
-        else:
+        kind = _named_kind(path)
+        if kind is None:
             missing.append(path)
-    return InputFiles(tuple(images), tuple(skipped), tuple(missing), slides, tuple(register.clashes))
+        elif kind == _FOLDER:
+            for child, child_kind, folder in _walk(path):
+                add(child, child_kind, folder, path)
+        else:
+            add(path, kind, path.parent, None)
+    return InputFiles(
+        tuple(images), tuple(skipped), tuple(missing), slides, tuple(register.clashes), unreadable, tuple(rows)
+    )

@@ -1,12 +1,16 @@
-"""Decode a cell image and resize it exactly as the training eval transform does.
+"""Decode a cell image, take the model's view of it and resize it exactly as the training eval transform does.
 
-This is the only preprocessing that happens outside the model graph: normalisation is inside the graph.
+This is the only preprocessing that happens outside the model graph: normalisation is inside the graph. The
+view (:func:`prepare_view`) is the card's stain and view rules: the whole image as it is, stain-standardised, or
+the cell view (:mod:`hema.runtime.cell_view`).
 ``tests/export/test_preprocessing_parity.py`` holds it bit for bit against the training eval transform (RGB,
 grey, palette and RGBA images). One kind differs on purpose (:func:`to_rgb`): 16-bit grey is scaled to 8 bits,
 where the training side's plain ``convert("RGB")`` clips it to white.
 
 A file whose header declares more pixels than any single-cell image has is refused before its pixels are
-decoded (:class:`ImageTooLargeError`): a few kilobytes of PNG can declare gigabytes of pixels.
+decoded (:class:`ImageTooLargeError`): a few kilobytes of PNG can declare gigabytes of pixels. Only the formats a
+cell image can have are decoded (:data:`CELL_IMAGE_FORMATS`); any other file is refused by the format its first
+bytes name (:class:`UnsupportedImageFormatError`) before any decoder sees it.
 """
 
 from __future__ import annotations
@@ -15,17 +19,25 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from hema.runtime.card import InputSpec
+from hema.runtime.cell_view import cell_view, standardise_stain
 
 __all__ = [
+    "CELL_IMAGE_FORMATS",
     "INTERPOLATIONS",
     "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
     "ImageTooLargeError",
+    "UnsupportedImageFormatError",
     "check_image_size",
+    "detected_image_format",
+    "STAIN_RULES",
+    "VIEW_RULES",
     "load_cell_image",
+    "open_cell_image",
+    "prepare_view",
     "resize_cell_image",
     "to_rgb",
 ]
@@ -36,18 +48,37 @@ INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
 }
 
+STAIN_RULES = ("as-is", "standardised")
+VIEW_RULES = ("image", "cell")
+
 MAX_IMAGE_PIXELS = 40_000_000
 """Most pixels a cell image may have: a single-cell crop has about 0.1 megapixels, a whole field a few."""
 
 MAX_IMAGE_SIDE = 16_384
 """Most pixels either side of a cell image may have (``1 x 100000`` is no cell, whatever its pixel count)."""
 
+CELL_IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF")
+"""The only formats decoded (Pillow's names), wherever a cell image is opened: classification, thumbnails, training.
+
+Microscope cameras and analysers (CellaVision included) write JPEG, PNG, BMP or TIFF; nothing else is needed, and
+every other format Pillow knows is attack surface: EPS is decoded by Ghostscript, an external program with a
+history of sandbox escapes (CVE-2023-36664, CVE-2024-29510), and dozens of rarely used parsers (FLI, PCX, SGI,
+XPM, ...) see little scrutiny. A camera JPEG that carries extra pictures (MPO) is a JPEG: Pillow's JPEG opener
+reads its first picture. TIFF's compressions (LZW, Deflate, JPEG, PackBits) are decoded inside Pillow's own
+libraries, never by another program.
+"""
+
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_FORMAT_PREFIX_BYTES = 16  # what Pillow's format checks look at
 _PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 class ImageTooLargeError(ValueError):
     """The image declares more pixels than :data:`MAX_IMAGE_PIXELS` or a side longer than :data:`MAX_IMAGE_SIDE`."""
+
+
+class UnsupportedImageFormatError(ValueError):
+    """The file is an image in a format that is not a cell image format (:data:`CELL_IMAGE_FORMATS`)."""
 
 
 def _limits() -> str:
@@ -108,33 +139,96 @@ def resize_cell_image(image: Image.Image, spec: InputSpec) -> np.ndarray:
         raise ValueError(f"unknown resize rule {spec.resize!r}; this runtime knows 'stretch'")
     if spec.interpolation not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {spec.interpolation!r}; known: {sorted(INTERPOLATIONS)}")
-    resized = to_rgb(image).resize((spec.width, spec.height), resample=INTERPOLATIONS[spec.interpolation])
+    resized = prepare_view(to_rgb(image), spec).resize(
+        (spec.width, spec.height), resample=INTERPOLATIONS[spec.interpolation]
+    )
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _open(path: str | Path) -> Image.Image:
-    """``Image.open`` (the header only), with Pillow's own decompression-bomb refusal as ours."""
+def prepare_view(rgb: Image.Image, spec: InputSpec) -> Image.Image:
+    """The part of an RGB image the model sees, before the resize: the spec's stain and view rules.
+
+    Training calls this too (:mod:`hema.train.data.eval_transform`, :mod:`hema.train.data.augmentations`), so the
+    cell view is one computation wherever it happens.
+
+    Raises:
+        ValueError: If the spec asks for a stain or view rule this runtime does not know.
+    """
+    if spec.stain not in STAIN_RULES:
+        raise ValueError(f"unknown stain rule {spec.stain!r}; this runtime knows {', '.join(STAIN_RULES)}")
+    if spec.view not in VIEW_RULES:
+        raise ValueError(f"unknown view rule {spec.view!r}; this runtime knows {', '.join(VIEW_RULES)}")
+    if spec.view == "cell":
+        return Image.fromarray(cell_view(np.asarray(rgb), spec.cell_context))
+    if spec.stain == "standardised":
+        return Image.fromarray(standardise_stain(np.asarray(rgb)))
+    return rgb
+
+
+def detected_image_format(path: str | Path) -> str | None:
+    """The image format the first bytes of a file name, or ``None`` when they name none Pillow knows.
+
+    Only the magic-byte checks of Pillow's format plugins run, on the first 16 bytes, as ``Image.open`` runs them
+    before choosing a decoder: no decoder, and no external program, ever sees the file.
+
+    Returns:
+        Pillow's name and description of the format, e.g. ``"EPS (Encapsulated Postscript)"``.
+    """
+    with open(path, "rb") as stream:
+        prefix = stream.read(_FORMAT_PREFIX_BYTES)
+    Image.init()
+    for name in Image.ID:
+        opener, accepts = Image.OPEN[name]
+        if accepts is not None and accepts(prefix):
+            description = getattr(opener, "format_description", None)
+            return f"{name} ({description})" if description else name
+    return None
+
+
+def open_cell_image(path: str | Path) -> Image.Image:
+    """Open a cell image (its header only) in one of :data:`CELL_IMAGE_FORMATS`, refusing it if too large.
+
+    Pillow's own decompression-bomb refusal is reported as ours. Use it as a context manager.
+
+    Raises:
+        UnsupportedImageFormatError: If the file is an image of another format (named in the message).
+        ImageTooLargeError: If the header declares more pixels than a cell image can have (:func:`check_image_size`).
+        OSError: If the file cannot be read, or is no image (``PIL.UnidentifiedImageError``).
+    """
     try:
-        return Image.open(path)
+        image = Image.open(path, formats=CELL_IMAGE_FORMATS)
     except Image.DecompressionBombError as error:
         match = _PILLOW_BOMB_PIXELS.search(str(error))
         declared = f"{int(match.group(1)) / 1e6:.0f} megapixels" if match else "a possible decompression bomb"
         raise ImageTooLargeError(f"image too large: {declared} ({_limits()}); not decoded") from error
+    except UnidentifiedImageError as error:
+        detected = detected_image_format(path)
+        if detected is None or detected.split()[0] in CELL_IMAGE_FORMATS:
+            raise  # no image at all, or a damaged header of a cell image format
+        raise UnsupportedImageFormatError(
+            f"{detected} is not a cell image format (decoded: {', '.join(CELL_IMAGE_FORMATS)}); not decoded"
+        ) from error
+    try:
+        check_image_size(image.size)
+    except ImageTooLargeError:
+        image.close()
+        raise
+    return image
 
 
 def load_cell_image(path: str | Path, spec: InputSpec) -> np.ndarray:
     """Decode an image file fully and resize it for the model.
 
-    The header is read first and an image larger than a cell image can be is refused before its pixels are
-    decoded (:func:`check_image_size`).
+    The header is read first (:func:`open_cell_image`): a file in another format than a cell image's, or larger
+    than a cell image can be, is refused before its pixels are decoded.
 
     Raises:
+        UnsupportedImageFormatError: If the file is an image in a format that is not a cell image format.
         ImageTooLargeError: If the header declares too many pixels (a decompression bomb, a nonsense size).
         OSError: If the file cannot be read or is not a complete image (zero-byte, truncated, not an image,
             permission denied, a symlink loop).
         ValueError: As :func:`resize_cell_image`.
     """
-    with _open(path) as image:
-        check_image_size(image.size)
+    with open_cell_image(path) as image:
         image.load()
         return resize_cell_image(image, spec)

@@ -1,8 +1,10 @@
 """Small JPEG thumbnails of cell images as ``data:`` URIs, for the self-contained review page.
 
 Thumbnails are for a person's eyes only: they never feed the model, so JPEG draft mode (decoding at 1/2, 1/4
-or 1/8 scale inside libjpeg) is used to make them several times faster. A file that cannot be decoded gets
-no thumbnail (``None``) instead of an exception: such files are error rows of the run anyway.
+or 1/8 scale inside libjpeg) is used to make them several times faster. Files are opened as the model's path
+opens them (:func:`~hema.runtime.preprocessing.open_cell_image`: cell image formats only, size checked first). A
+file that cannot be decoded gets no thumbnail (``None``) instead of an exception: such files are error rows of the
+run anyway.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from hema.runtime.preprocessing import open_cell_image
+
 __all__ = ["THUMBNAIL_QUALITY", "THUMBNAIL_SIZE", "thumbnail_data_uri", "thumbnail_data_uris"]
 
 THUMBNAIL_SIZE = 96
@@ -25,15 +29,16 @@ def thumbnail_data_uri(path: Path, size: int = THUMBNAIL_SIZE, quality: int = TH
     """A ``data:image/jpeg;base64,...`` thumbnail whose longer side is at most ``size`` pixels.
 
     Args:
-        path: Any image file Pillow can open.
+        path: A cell image file.
         size: Longest side of the thumbnail in pixels.
         quality: JPEG quality (1-95).
 
     Returns:
-        The data URI, or ``None`` when the file cannot be decoded (missing, empty, truncated, not an image).
+        The data URI, or ``None`` when the file cannot be decoded (missing, empty, truncated, not an image, not a
+        cell image format, too large).
     """
     try:
-        with Image.open(path) as image:
+        with open_cell_image(path) as image:
             image.draft("RGB", (size, size))  # JPEG only: decode at the smallest scale still >= size
             image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             rgb = image.convert("RGB")

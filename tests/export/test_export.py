@@ -133,7 +133,7 @@ def test_exported_model_matches_torch_backbone_plus_head(lite0_export, lite0_hea
     images = few_images(small_pbc_eval, 2)
     backbone = create_backbone("efficientnet_lite0").eval()
     with torch.no_grad():
-        embeddings = backbone(torch.stack([load_eval_image(p, 224) for p in images])).numpy()
+        embeddings = backbone(torch.stack([load_eval_image(p, backbone.info.input_spec()) for p in images])).numpy()
     expected = FittedHead.load(lite0_head).predict_proba(embeddings)
 
     probabilities, exported_embeddings = session(path).run(

@@ -43,10 +43,9 @@ def real_images(pbc_dir: Path, bccd_dir: Path) -> list[Path]:
     return images
 
 
-def _both(path: Path, size: int, interpolation: str) -> tuple[np.ndarray, np.ndarray]:
-    runtime = load_cell_image(path, InputSpec(height=size, width=size, interpolation=interpolation))
-    training = load_eval_image(path, size, interpolation).numpy()
-    return runtime, training
+def _both(path: Path, size: int, interpolation: str, **view: object) -> tuple[np.ndarray, np.ndarray]:
+    spec = InputSpec(height=size, width=size, interpolation=interpolation, **view)
+    return load_cell_image(path, spec), load_eval_image(path, spec).numpy()
 
 
 def _assert_identical(runtime: np.ndarray, training: np.ndarray, size: int) -> None:
@@ -66,6 +65,23 @@ def test_real_cells_bilinear_bit_for_bit(real_images: list[Path], size: int) -> 
 def test_real_cells_other_interpolations_bit_for_bit(real_images: list[Path], interpolation: str) -> None:
     for path in real_images[::2]:
         _assert_identical(*_both(path, 224, interpolation), 224)
+
+
+@pytest.mark.parametrize(
+    "view", [{"stain": "standardised"}, {"stain": "standardised", "view": "cell", "cell_context": 2.0}]
+)
+@pytest.mark.parametrize("size", (160, 224))
+def test_real_cells_stain_and_cell_view_bit_for_bit(real_images: list[Path], size: int, view: dict) -> None:
+    """The view rules (stain standardisation, the cell view) are one computation in training and at the microscope."""
+    for path in real_images:
+        _assert_identical(*_both(path, size, "bilinear", **view), size)
+
+
+def test_cell_view_is_not_the_whole_image(real_images: list[Path]) -> None:
+    """Guard: the cell view parity above compares crops, which differ from the whole image's resize."""
+    whole, _ = _both(real_images[0], 160, "bilinear", stain="standardised")
+    cell, _ = _both(real_images[0], 160, "bilinear", stain="standardised", view="cell")
+    assert np.abs(whole.astype(np.int16) - cell.astype(np.int16)).mean() > 5
 
 
 def test_resize_is_not_a_no_op(real_images: list[Path]) -> None:

@@ -1,7 +1,8 @@
 """A corpus of bad input beside real cells: every file gets exactly one row and no batch crashes (issue 5 item 4).
 
 The corpus is generated, deterministically, next to a few real PBC cells copied in: an empty file, a truncated
-JPEG, a note named ``.jpg``, an RGBA, a grey and a 16-bit PNG of real cells, a decompression bomb, images of
+JPEG, a note named ``.jpg``, a PostScript file named ``.jpg`` and a GIF named ``.png`` (formats no cell image has,
+never decoded), an RGBA, a grey and a 16-bit PNG of real cells, a decompression bomb, images of
 nonsense size, a symlink loop, a dangling link, a file nobody may read and a file name that is not UTF-8.
 ``hema-infer`` runs in a subprocess, as a lab runs it. Where the tests run as root, whom ``chmod 000`` does not
 stop, it runs as the unprivileged user 65534, or, where that user cannot reach the interpreter (a pyenv Python
@@ -48,6 +49,8 @@ BAD = {  # file -> what its error message must say
     "l_loop_b.jpg": "symlink loop",
     "n_unreadable.jpg": "permission denied",
     "p_dangling.jpg": "file not found",
+    "r_postscript.jpg": "EPS (Encapsulated Postscript) is not a cell image format",
+    "s_gif.png": "GIF (Compuserve GIF) is not a cell image format",
 }
 ROWS = sorted([*CELLS, *VALID, *BAD])
 SPEC = InputSpec(height=224, width=224)
@@ -128,6 +131,8 @@ def slide(workspace: Path, sources: dict[str, Path]) -> Path:
     shutil.copyfile(sources["neutrophil"], folder / "n_unreadable.jpg")
     (folder / "n_unreadable.jpg").chmod(0)
     (folder / "p_dangling.jpg").symlink_to("moved_to_the_archive.jpg")
+    rgb.save(folder / "r_postscript.jpg", "EPS")  # would be handed to Ghostscript if decoded
+    rgb.save(folder / "s_gif.png", "GIF")
     (folder / "q_link_to_this_folder").symlink_to(".")
     (folder / "notes.txt").write_text("stained 2024-03-02\n")
     shutil.copyfile(sources["basophil"], folder / ".hidden.jpg")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from hema.train.backbones.cell_backbone import IMAGENET_MEAN, IMAGENET_STD, BackboneInfo, CellBackbone, create_backbone
 from hema.train.cli import app
 from hema.train.data.domains import BCCD_TO_PBC, map_classes, restrict_to_shared
+from hema.runtime.card import InputSpec
 from hema.train.data.eval_transform import load_eval_image
 from hema.train.data.folders import find_labelled_images, split_of
 from hema.train.evaluate.cross_domain import cross_domain
@@ -180,7 +181,7 @@ def two_cells(pbc_test_split) -> list[Path]:
 
 def test_grad_cam_on_lite0_at_small_size(two_cells: list[Path]) -> None:
     backbone = create_backbone("efficientnet_lite0", image_size=96)
-    images = torch.stack([load_eval_image(path, 96) for path in two_cells])
+    images = torch.stack([load_eval_image(path, InputSpec(height=96, width=96)) for path in two_cells])
     weight = np.random.default_rng(0).normal(0, 1, (backbone.info.embedding_dim, 3)).astype(np.float32)
     maps = saliency_maps(backbone, images, weight, np.zeros(3, np.float32))
     assert maps.method == "grad-cam" and maps.maps.shape == (2, 96, 96)

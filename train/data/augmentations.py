@@ -18,6 +18,10 @@ from torch import Tensor
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
+from hema.runtime.card import InputSpec
+from hema.runtime.preprocessing import prepare_view
+from hema.train.data.lab_shift import LabShift
+
 __all__ = [
     "CellAugmentation",
     "MultiCropAugmentation",
@@ -166,19 +170,39 @@ class CellAugmentation:
     crop, flips, colour jitter, Gaussian blur with the second global crop's probability) without greyscale or
     solarisation: the stain's colours (eosinophil granules, basophil granules) are evidence for the class.
 
+    With ``lab_shift``, a random lab difference (:class:`~hema.train.data.lab_shift.LabShift`) is applied to the
+    decoded image first; with ``view``, the model's view of the image (stain standardisation, the cell view:
+    :func:`hema.runtime.preprocessing.prepare_view`, the runtime's own function) is taken next, so that the crop
+    pipeline works on what the model sees at inference.
+
     Args:
         image_size: Side of the square output.
         config: Source of every other parameter (its crop sizes, greyscale and solarisation are not used).
+        view: The input whose stain and view rules are applied (its size is not used: ``image_size`` is).
+        lab_shift: The lab differences to simulate, or ``None``.
     """
 
-    def __init__(self, image_size: int = 224, config: MultiCropConfig | None = None) -> None:
+    def __init__(
+        self,
+        image_size: int = 224,
+        config: MultiCropConfig | None = None,
+        *,
+        view: InputSpec | None = None,
+        lab_shift: LabShift | None = None,
+    ) -> None:
         self.config = replace(config or MultiCropConfig(), global_size=image_size)
+        self.view_spec = view
+        self.lab_shift = lab_shift
         c = self.config
         self.view = _crop_pipeline(c, image_size, c.global_scale, 0.0, c.global_blur_p[1], 0.0)
 
     def __call__(self, image: Image.Image) -> Tensor:
         """One ``uint8`` ``(image_size, image_size, 3)`` view of ``image``."""
         image = image.convert("RGB")
+        if self.lab_shift is not None:
+            image = self.lab_shift(image)
+        if self.view_spec is not None:
+            image = prepare_view(image, self.view_spec)
         fill = self.config.rotation_fill or border_colour(image)
         return _to_hwc_tensor(self.view(_rotate(image, self.config.rotation_degrees, fill)))
 

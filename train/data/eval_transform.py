@@ -1,7 +1,8 @@
-"""The training side's eval transform: the resize every backbone sees at evaluation and export time.
+"""The training side's eval transform: the view and resize every backbone sees at evaluation and export time.
 
 It must equal :func:`hema.runtime.preprocessing.load_cell_image` bit for bit; ``tests/export`` holds the two
-against each other on real cells.
+against each other on real cells. The view before the resize (stain standardisation, the cell view) is the
+runtime's own function (:func:`hema.runtime.preprocessing.prepare_view`), called here too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
+from hema.runtime.card import InputSpec
+from hema.runtime.preprocessing import open_cell_image, prepare_view
+
 __all__ = ["INTERPOLATION_MODES", "eval_transform", "load_eval_image"]
 
 INTERPOLATION_MODES = {
@@ -22,15 +26,18 @@ INTERPOLATION_MODES = {
 }
 
 
-def eval_transform(image_size: int, interpolation: str = "bilinear") -> Callable[[Image.Image], torch.Tensor]:
-    """PIL image to ``uint8`` HWC tensor: RGB, stretched to ``image_size`` square (no crop)."""
+def eval_transform(spec: InputSpec) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL image to ``uint8`` HWC tensor: RGB, the spec's view, stretched to its size (no crop)."""
     resize = T.Compose(
-        [T.Resize((image_size, image_size), interpolation=INTERPOLATION_MODES[interpolation]), T.PILToTensor()]
+        [
+            T.Resize((spec.height, spec.width), interpolation=INTERPOLATION_MODES[spec.interpolation]),
+            T.PILToTensor(),
+        ]
     )
-    return lambda image: resize(image.convert("RGB")).permute(1, 2, 0).contiguous()
+    return lambda image: resize(prepare_view(image.convert("RGB"), spec)).permute(1, 2, 0).contiguous()
 
 
-def load_eval_image(path: str | Path, image_size: int, interpolation: str = "bilinear") -> torch.Tensor:
+def load_eval_image(path: str | Path, spec: InputSpec) -> torch.Tensor:
     """Decode ``path`` and apply :func:`eval_transform`."""
-    with Image.open(path) as image:
-        return eval_transform(image_size, interpolation)(image)
+    with open_cell_image(path) as image:  # the runtime's formats and size limits
+        return eval_transform(spec)(image)

@@ -26,6 +26,7 @@ __all__ = [
     "LabelledImages",
     "find_labelled_images",
     "find_unlabelled_images",
+    "join_labelled",
     "split_of",
 ]
 
@@ -93,6 +94,17 @@ def find_labelled_images(root: str | Path, split: str = "all") -> LabelledImages
     if not paths:
         raise ValueError(f"no labelled images found under {root} (split {split!r}); expected {root}/<class>/<image>")
     return LabelledImages(tuple(paths), np.asarray(labels, dtype=np.int64), tuple(names))
+
+
+def join_labelled(parts: list[LabelledImages] | tuple[LabelledImages, ...]) -> LabelledImages:
+    """Labelled images of several labs as one set, classes joined by name (sorted union of the names).
+
+    A lab may have fewer classes than another (BCCD has five of PBC's eight): its cells keep their own names.
+    """
+    names = tuple(sorted({name for part in parts for name in part.class_names}))
+    paths = [path for part in parts for path in part.paths]
+    labels = [names.index(part.class_names[label]) for part in parts for label in part.labels]
+    return LabelledImages(tuple(paths), np.asarray(labels, dtype=np.int64), names)
 
 
 def find_unlabelled_images(roots: list[Path] | tuple[Path, ...], split: str = "all") -> tuple[Path, ...]:

@@ -65,10 +65,10 @@ def _explain(
     """Images, maps, predictions and embeddings of ``paths``, in batches; and the saliency method."""
     target = resolve_device(device)
     module = module.to(target).eval()
-    size = module.info.image_size
+    spec = module.info.input_spec()
     images, maps, predicted, embeddings, method = [], [], [], [], ""
     for start in tqdm(range(0, len(paths), _BATCH), desc="saliency maps", unit="batch", disable=None):
-        batch = torch.stack([load_eval_image(path, size) for path in paths[start : start + _BATCH]])
+        batch = torch.stack([load_eval_image(path, spec) for path in paths[start : start + _BATCH]])
         result = saliency_maps(module, batch.to(target), head.arrays["weight"], head.arrays["bias"])
         images.append(batch.numpy())
         maps.append(result.maps)

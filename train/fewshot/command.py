@@ -58,7 +58,9 @@ def fewshot(
     c: Annotated[float, typer.Option(help="Inverse regularisation (lr, linear-svm, svm).")] = 1.0,
     k: Annotated[int, typer.Option(help="Neighbours (knn); capped by the smallest class.")] = 10,
     trees: Annotated[int, typer.Option(help="Trees (rf).")] = 300,
-    image_size: Annotated[int, typer.Option(help="Input side for torch backbones.")] = 224,
+    image_size: Annotated[
+        int | None, typer.Option(help="Input side for torch backbones [default: a checkpoint's own, else 224].")
+    ] = None,
     batch_size: Annotated[int, batch_size_option()] = 64,
     device: Annotated[Device, typer.Option(help="Where torch backbones run.")] = "auto",
     data_split: Annotated[str | None, hidden_alias("--data-split")] = None,

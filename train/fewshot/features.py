@@ -79,7 +79,7 @@ def open_feature_extractor(
     backbone: str = DEFAULT_BACKBONE,
     *,
     arch: str | None = None,
-    image_size: int = 224,
+    image_size: int | None = None,
     batch_size: int = 64,
     device: str = "auto",
     workers: int = 4,
@@ -90,7 +90,8 @@ def open_feature_extractor(
         backbone: ``"default"`` (the embedded model's backbone), an exported ``.onnx`` file, a timm name or a
             checkpoint file.
         arch: timm architecture for checkpoints that do not name it.
-        image_size: Input side for torch backbones (ONNX models declare their own).
+        image_size: Input side for torch backbones (default: a checkpoint's own, else 224; ONNX models declare
+            their own).
         batch_size: Images per forward pass.
         device: ``auto``, ``cpu`` or ``cuda`` for torch backbones.
         workers: Image-decoding workers.

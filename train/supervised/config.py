@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hema.runtime.preprocessing import VIEW_RULES
 from hema.train.run.settings import SPLITS, RunSettings, setting
 
 __all__ = ["BALANCING", "SCHEDULES", "SupervisedConfig"]
@@ -24,6 +25,11 @@ class SupervisedConfig(RunSettings):
     out: str = setting(
         short="-o", metavar="DIR", help="Run folder: checkpoint.pt (latest), best.pt (best validation macro-F1)."
     )
+    more_data: tuple[str, ...] = setting(
+        (),
+        metavar="DIR",
+        help="Labelled cells of another lab, trained on with --data (classes joined by folder name). Repeat.",
+    )
     split: str = setting(
         "train", choices=SPLITS, aliases=("data_split",), help="Part of --data to train and validate on."
     )
@@ -35,6 +41,15 @@ class SupervisedConfig(RunSettings):
     )
     arch: str | None = setting(None, help="timm architecture of a checkpoint that does not name it.")
     image_size: int = setting(224, min=16, help="Training and evaluation input side.")
+    view: str = setting(
+        "image",
+        choices=VIEW_RULES,
+        help="What the model sees: image (the whole crop) or cell (a stain-standardised square around the cell).",
+    )
+    cell_context: float = setting(2.0, min=1, help="Cell view: crop side as a multiple of the cell's size.")
+    lab_shift: bool = setting(
+        False, help="Augment with random lab differences (stain, lamp, focus, magnification, JPEG)."
+    )
     epochs: int = setting(15, min=1, help="Maximum epochs.")
     batch_size: int = setting(32, min=1, short="-b", help="Images per step over all processes.")
     lr: float = setting(1e-3, min=0, help="Peak learning rate of the classifier (backbone: x --backbone-lr-scale).")

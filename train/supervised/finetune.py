@@ -15,11 +15,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hema.train.backbones.cell_backbone import create_backbone
+from hema.train.backbones.cell_backbone import ViewRules, create_backbone
 from hema.train.backbones.embeddings import run_on_images
 from hema.train.data.augmentations import CellAugmentation
 from hema.train.data.datasets import AugmentedCells
-from hema.train.data.folders import find_labelled_images
+from hema.train.data.folders import find_labelled_images, join_labelled
+from hema.train.data.lab_shift import LabShift
 from hema.train.data.sampling import GlobalBatchSampler
 from hema.train.evaluate.metrics import classification_metrics
 from hema.train.run.distributed import all_reduce_mean, init_distributed, shutdown_distributed
@@ -58,15 +59,20 @@ def train_supervised(config: SupervisedConfig) -> Path:
     context = init_distributed(config.device)
     torch.manual_seed(config.seed)
     out = Path(config.out)
-    cells = find_labelled_images(config.data, config.split)
+    cells = join_labelled([find_labelled_images(root, config.split) for root in (config.data, *config.more_data)])
     train_index, val_index = validation_split(cells.labels, config.val_fraction, config.seed)
     classes = len(cells.class_names)
     train_labels = cells.labels[train_index]
     weights = inverse_frequency_weights(train_labels, classes)
 
-    dataset = AugmentedCells(
-        [cells.paths[i] for i in train_index], CellAugmentation(config.image_size), train_labels, config.seed
+    view = ViewRules(
+        stain="standardised" if config.view == "cell" else "as-is", view=config.view, cell_context=config.cell_context
     )
+    backbone = create_backbone(config.backbone, config.arch, image_size=config.image_size, view=view)
+    augment = CellAugmentation(
+        config.image_size, view=backbone.info.input_spec(), lab_shift=LabShift() if config.lab_shift else None
+    )
+    dataset = AugmentedCells([cells.paths[i] for i in train_index], augment, train_labels, config.seed)
     sample_weights = weights[train_labels] if config.balance == "sampler" else None
     sampler = GlobalBatchSampler(
         len(dataset), config.batch_size, config.seed, context.rank, context.world_size, sample_weights
@@ -76,7 +82,6 @@ def train_supervised(config: SupervisedConfig) -> Path:
     )
     steps_per_epoch = sampler.steps_per_epoch()
 
-    backbone = create_backbone(config.backbone, config.arch, image_size=config.image_size)
     model = LinearClassifier(backbone, classes).to(context.device)
     optimizer = torch.optim.AdamW(
         [
@@ -149,7 +154,8 @@ def _end_of_epoch(config, module, validation, classes, progress, epoch, step, co
     Every process scores the same cells, so all take the same early-stopping decision without a collective.
     """
     paths, labels = validation
-    logits = run_on_images(module, paths, config.image_size, 64, context.device, config.workers, "validation")
+    spec = module.backbone.info.input_spec()
+    logits = run_on_images(module, paths, spec, 64, context.device, config.workers, "validation")
     metrics = classification_metrics(labels, logits.argmax(axis=1), classes)
     if metrics["macro_f1"] > progress["best_macro_f1"]:
         progress.update(best_macro_f1=metrics["macro_f1"], best_epoch=epoch, epochs_without_improvement=0)
