@@ -18,6 +18,7 @@ from onnx.utils import Extractor
 
 import hema
 from hema.cli_support import command_line
+from hema.export.graph.alignment import write_statistics
 from hema.export.graph.backbone import backbone_to_onnx
 from hema.export.graph.fuse import attach_card, fuse_backbone_and_head
 from hema.export.graph.head import head_engines, head_to_onnx
@@ -30,7 +31,14 @@ from hema.runtime.manifest import write_manifest
 from hema.train.fewshot.features import FeatureExtractor, open_feature_extractor
 from hema.train.fewshot.heads import FittedHead
 
-__all__ = ["ExportResult", "backbone_graph", "export_backbone", "export_classifier", "head_backbone_spec"]
+__all__ = [
+    "ExportResult",
+    "backbone_graph",
+    "export_backbone",
+    "export_classifier",
+    "head_backbone_spec",
+    "save_fused_model",
+]
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,8 @@ def _card_metrics(head_dir: Path) -> dict[str, Any]:
     return {**{key: metrics[key] for key in keep if key in metrics}, "evaluated_on": metrics.get("eval_data")}
 
 
-def _save(model: onnx.ModelProto, out: Path) -> bytes:
+def save_fused_model(model: onnx.ModelProto, out: Path) -> bytes:
+    """Write a fused model as one file (weights inline, never external data) with its sha256 manifest."""
     data = model.SerializeToString()  # one file: weights inline, never external data
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
@@ -135,12 +144,12 @@ def export_classifier(
     )
     model = attach_card(fuse_backbone_and_head(graph, head_to_onnx(head)), card)
     review = calibrate_review(model, head, review_data)
-    model = attach_novelty(model, review.centroids)
+    model = write_statistics(attach_novelty(model, review.centroids), review.statistics)
     card = replace(card, review=review.card_entry)
     folder = parity_data or Path(head.metadata.get("training_data", {}).get("folder", ""))
     report = check_parity(model.SerializeToString(), parity_images(folder), extractor, head.predict_proba)
     card = replace(card, metrics={**card.metrics, "export_parity": report.to_dict()})
-    data = _save(attach_card(model, card), out)
+    data = save_fused_model(attach_card(model, card), out)
     return ExportResult(out, card, report, len(data))
 
 
@@ -162,5 +171,5 @@ def export_backbone(
     model = attach_card(graph, card)
     report = check_parity(model.SerializeToString(), parity_images(parity_data), extractor, None)
     card = replace(card, metrics={"export_parity": report.to_dict()})
-    data = _save(attach_card(model, card), out)
+    data = save_fused_model(attach_card(model, card), out)
     return ExportResult(out, card, report, len(data))

@@ -1,9 +1,10 @@
-"""``hema-train``: few-shot heads on frozen features, and backbone training (DINO, supervised, MDD)."""
+"""``hema-train``: few-shot heads on frozen features, backbone training (DINO, supervised, MDD), onboarding a lab."""
 
 from __future__ import annotations
 
 import typer
 
+from hema.export.onboard.command import onboard  # writes a fused model, so it lives in hema.export
 from hema.train.adapt.command import adapt
 from hema.train.dino.command import ssl
 from hema.train.evaluate.command import evaluate
@@ -29,6 +30,7 @@ app.command()(supervised)
 app.command()(adapt)
 app.command()(evaluate)
 app.command()(fewshot)
+app.command()(onboard)
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node N -m hema.train.cli ...

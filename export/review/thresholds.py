@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from hema.export.graph.alignment import EmbeddingStatistics
 from hema.export.graph.novelty import class_centroids, novelty_scores
 from hema.export.review.non_cells import non_cell_images
 from hema.export.review.out_of_fold import HeldBack, held_back_predictions
@@ -58,10 +59,12 @@ class ReviewSettings:
 
 @dataclass(frozen=True)
 class ReviewCalibration:
-    """What the export stores: centroids in the graph, the card entry in the card."""
+    """What the export stores: centroids in the graph, the card entry in the card, the embedding statistics of
+    the calibration cells in the metadata (for onboarding at another lab)."""
 
     centroids: np.ndarray
     card_entry: dict[str, Any]
+    statistics: EmbeddingStatistics
 
 
 def confidence_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, max_share: float) -> float:
@@ -177,4 +180,4 @@ def calibrate_review(
         centroids = class_centroids(features, labels, len(head.class_names))
         entry = review_entry(held, labels, settings, {"folder": str(folder), "split": split})
         entry["non_cell_images"] = _non_cell_check(engine, centroids, entry)
-    return ReviewCalibration(centroids, entry)
+    return ReviewCalibration(centroids, entry, EmbeddingStatistics.of(features))

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from hema.runtime.card import InputSpec
 from hema.train.backbones.cell_backbone import IMAGENET_MEAN, IMAGENET_STD, BackboneInfo, CellBackbone, create_backbone
 from hema.train.cli import app
 from hema.train.data.domains import BCCD_TO_PBC, map_classes, restrict_to_shared
-from hema.runtime.card import InputSpec
 from hema.train.data.eval_transform import load_eval_image
 from hema.train.data.folders import find_labelled_images, split_of
 from hema.train.evaluate.cross_domain import cross_domain

@@ -32,9 +32,7 @@ def test_a_seed_fixes_the_shift_and_seeds_differ(pbc_dir: Path) -> None:
 
 def test_no_shift_keeps_the_image_up_to_colour_deconvolution_rounding(pbc_dir: Path) -> None:
     cell = _cell(pbc_dir)
-    none = LabShift(
-        stain_scale=0, stain_shift=0, white_balance=0, gamma=(1, 1), blur_p=0, scale=(1, 1), jpeg_p=0
-    )
+    none = LabShift(stain_scale=0, stain_shift=0, white_balance=0, gamma=(1, 1), blur_p=0, scale=(1, 1), jpeg_p=0)
     unchanged = _draw(none, cell, 0).astype(np.int16)
     assert unchanged.shape == np.asarray(cell).shape
     assert np.abs(unchanged - np.asarray(cell, dtype=np.int16)).mean() < 1.0
