@@ -32,7 +32,7 @@ from hema.export.review.non_cells import write_non_cell_images
 from hema.runtime import DEFAULT_MODEL_PATH, OnnxRuntimeEngine, classify_files
 from hema.runtime.batches import decoded_batches
 from hema.runtime.engines.base import EMBEDDING_OUTPUT, NOVELTY_OUTPUT, PROBABILITIES_OUTPUT
-from hema.runtime.review import LOW_CONFIDENCE, OUT_OF_DISTRIBUTION, ReviewPolicy
+from hema.runtime.review import LOW_CONFIDENCE, UNKNOWN_CELL_TYPE, ReviewPolicy
 from hema.train.data.folders import find_labelled_images
 from hema.train.fewshot.heads import l2_normalise
 
@@ -60,7 +60,7 @@ def _flag_stats(reviews: list[str], truth=None, predicted=None) -> dict:
         "cells": len(reviews),
         "flagged": _rate(flagged),
         "flagged_low_confidence": _rate([LOW_CONFIDENCE in review for review in reviews]),
-        "flagged_out_of_distribution": _rate([OUT_OF_DISTRIBUTION in review for review in reviews]),
+        "flagged_out_of_distribution": _rate([UNKNOWN_CELL_TYPE in review for review in reviews]),
     }
     if truth is not None:
         for name, mask in (("all", np.ones_like(flagged)), ("unflagged", ~flagged), ("flagged", flagged)):
@@ -156,11 +156,11 @@ def _table(report: dict) -> str:
         "",
         f"Model `{report['model']}`; a cell is flagged when its top-class probability is below "
         f"{report['confidence_threshold']:.4f} (low confidence) or its novelty is above "
-        f"{report['novelty_threshold']:.4f} (out of distribution), thresholds calibrated at export on held-back "
+        f"{report['novelty_threshold']:.4f} (unknown cell type), thresholds calibrated at export on held-back "
         "PBC train-split cells (see the card's `review`). Reproduce: "
         "`.venv/bin/python benchmarks/review_flags.py --data ../shared/data --out benchmarks/results`.",
         "",
-        "| images | cells | flagged | low confidence | out of distribution | accuracy all | accuracy unflagged "
+        "| images | cells | flagged | low confidence | unknown cell type | accuracy all | accuracy unflagged "
         "| accuracy flagged | balanced acc. unflagged | balanced acc. flagged |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]

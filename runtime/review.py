@@ -3,9 +3,10 @@
 Two flags, both calibrated by ``hema-export onnx`` on held-back training cells and stored in the model:
 
 * **low confidence**: the top-class probability is below ``confidence_threshold`` (card field ``review``).
-* **out of distribution**: the graph output ``novelty`` is above ``novelty_threshold`` (card field ``review``).
-  ``novelty`` is ``1 -`` the highest cosine similarity between the cell's embedding and the L2-normalised
-  centroid of each training class.
+* **unknown cell type**: the graph output ``novelty`` is above ``novelty_threshold`` (card field ``review``):
+  the cell is unlike every class the model knows (a blast, a smudge cell, a plasma cell, an artefact), so it is
+  flagged instead of being named. ``novelty`` is ``1 -`` the highest cosine similarity between the cell's
+  embedding and the L2-normalised centroid of each training class.
 
 Why ``novelty`` is a graph output and not computed here from the ``embedding`` output: the class centroids
 (classes x embedding size, 8 x 1280 floats for the default model) are weights, not a description. In the graph
@@ -17,12 +18,12 @@ cells and from non-cell images perfectly (ROC AUC 1.00); centring or standardisi
 Mahalanobis distance, did worse or no better (``benchmarks/results/review-flags.md``).
 
 Besides the per-cell flags, a **shift warning** (:func:`shift_warning`) judges a slide (or a run) as a whole: the
-novelty threshold is the 99th percentile of held-back training cells, so about 1 % of cells from the lab the
-model was trained on exceed it. When more than :data:`SHIFT_SHARE` of at least :data:`SHIFT_MIN_CELLS` classified
-cells do, the cells as a whole do not look like the training cells (another lab, stain, camera or magnification)
-and the differential should not be trusted before the model is adapted to that lab. Under the 1 % rate, 20 of
-every 100 cells flagged by chance has a probability below 1e-20 (binomial), so the warning does not fire on the
-training lab; measured: PBC test split 0.6 % flagged, BCCD 99.7 % (``benchmarks/results/review-flags.md``).
+novelty threshold flags a set share of the cells of the lab the model was trained or onboarded on (the card's
+``review`` says which: at most 10 %). When more than :data:`SHIFT_SHARE` of at least :data:`SHIFT_MIN_CELLS`
+classified cells are flagged unknown, the cells as a whole do not look like the training cells (another lab,
+stain, camera or magnification) and the differential should not be trusted before the model is onboarded at that
+lab. At a 10 % rate, 8 or more of 20 cells flagged by chance has a probability of 4e-4 and 36 of 100 below 1e-12
+(binomial), so the warning does not fire on the lab the model knows.
 
 A model exported before review flags existed has no ``review`` in its card and no ``novelty`` output: it flags
 nothing. A card with a novelty threshold on a graph without the output (a converter that dropped it) gives
@@ -39,13 +40,13 @@ import numpy as np
 from hema.runtime.card import ModelCard
 from hema.runtime.engines.base import NOVELTY_OUTPUT, PROBABILITIES_OUTPUT
 
-__all__ = ["LOW_CONFIDENCE", "OUT_OF_DISTRIBUTION", "SHIFT_MIN_CELLS", "SHIFT_SHARE", "ReviewPolicy", "shift_warning"]
+__all__ = ["LOW_CONFIDENCE", "SHIFT_MIN_CELLS", "SHIFT_SHARE", "UNKNOWN_CELL_TYPE", "ReviewPolicy", "shift_warning"]
 
 LOW_CONFIDENCE = "low confidence"
-OUT_OF_DISTRIBUTION = "out of distribution"
+UNKNOWN_CELL_TYPE = "unknown cell type"
 _SEPARATOR = "; "
-SHIFT_SHARE = 0.2
-"""Share of out-of-distribution cells above which a slide or run gets a shift warning (calibrated rate: 1 %)."""
+SHIFT_SHARE = 0.35
+"""Share of cells flagged unknown above which a slide or run gets a shift warning (calibrated rate: at most 10 %)."""
 SHIFT_MIN_CELLS = 20
 """Fewest classified cells on which a shift warning is given (fewer say too little about a lab)."""
 
@@ -63,7 +64,7 @@ class ReviewPolicy:
 
     Attributes:
         confidence_threshold: Flag ``low confidence`` when the top-class probability is below it (``None``: never).
-        novelty_threshold: Flag ``out of distribution`` when ``novelty`` is above it (``None``: never).
+        novelty_threshold: Flag ``unknown cell type`` when ``novelty`` is above it (``None``: never).
     """
 
     confidence_threshold: float | None = None
@@ -97,11 +98,11 @@ class ReviewPolicy:
             novelty: The cell's ``novelty`` output (``None`` when the model has none).
 
         Returns:
-            ``"out of distribution"``, ``"low confidence"``, both joined by ``"; "``, or ``""``.
+            ``"unknown cell type"``, ``"low confidence"``, both joined by ``"; "``, or ``""``.
         """
         reasons = []
         if self.novelty_threshold is not None and novelty is not None and not novelty <= self.novelty_threshold:
-            reasons.append(OUT_OF_DISTRIBUTION)  # NaN novelty (a broken embedding) is flagged too
+            reasons.append(UNKNOWN_CELL_TYPE)  # NaN novelty (a broken embedding) is flagged too
         confidence = float(np.max(probabilities))
         if self.confidence_threshold is not None and not confidence >= self.confidence_threshold:
             reasons.append(LOW_CONFIDENCE)
@@ -127,12 +128,12 @@ def shift_warning(reviews: Sequence[str]) -> str | None:
         One sentence for summary.json, the terminal and report.html, or ``None`` when the cells look like the
         model's training cells (or there are fewer than :data:`SHIFT_MIN_CELLS`).
     """
-    unlike = sum(OUT_OF_DISTRIBUTION in review for review in reviews)
+    unlike = sum(UNKNOWN_CELL_TYPE in review for review in reviews)
     if len(reviews) < SHIFT_MIN_CELLS or unlike <= SHIFT_SHARE * len(reviews):
         return None
     return (
-        f"{unlike} of {len(reviews)} cells ({unlike / len(reviews):.0%}) are unlike the cells this model was trained "
-        "on (about 1 % expected): this analyser, stain or lab differs from the model's. Do not trust this "
-        "differential before the model is adapted to this lab (a head fitted on its labelled cells with "
-        "hema-train fewshot, or with hema-train adapt)."
+        f"{unlike} of {len(reviews)} cells ({unlike / len(reviews):.0%}) are unlike every cell type this model "
+        "knows, far more than at the lab it was trained or onboarded on: this analyser, stain or lab differs from "
+        "the model's. Do not trust this differential before the model is onboarded at this lab (hema-train "
+        "onboard --cells with the lab's cells, ideally --labelled with 20 labelled cells per class)."
     )

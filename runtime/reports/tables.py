@@ -184,7 +184,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     flagged = summary.get("flagged", 0)
     lines.append(
-        f"{flagged} of {summary['classified']} cells flagged for review (low confidence or out of distribution)"
+        f"{flagged} of {summary['classified']} cells flagged for review (low confidence or unknown cell type)"
         + (": see the review column of cells.csv" if flagged else "")
     )
     return "\n".join(lines)

@@ -119,7 +119,7 @@ def test_review_column_and_summary_name_the_same_cells(report) -> None:
     _, out = report
     rows = read_rows(out)
     summary = json.loads((out / "summary.json").read_text())
-    reasons = {"", "low confidence", "out of distribution", "out of distribution; low confidence"}
+    reasons = {"", "low confidence", "unknown cell type", "unknown cell type; low confidence"}
     assert {row["review"] for row in rows} <= reasons
     flagged = {row["path"]: row["review"] for row in rows if row["review"]}
     listed = {cell["path"]: cell["reason"] for entry in summary["slides"].values() for cell in entry["flagged_cells"]}

@@ -74,13 +74,13 @@ def test_flagged_cells_come_first_within_their_class() -> None:
             ok("s1/b_flagged.jpg", "neutrophil", 0.41, review="low confidence"),
             ok("s1/c_lymph.jpg", "lymphocyte", 0.95),
             ok("s1/d_sure.jpg", "neutrophil", 0.98),
-            ok("s1/e_flagged.jpg", "neutrophil", 0.88, review="out of distribution"),
+            ok("s1/e_flagged.jpg", "neutrophil", 0.88, review="unknown cell type"),
         ]
     )
     order = [page.index(f">{name}.jpg<") for name in ("b_flagged", "e_flagged", "a_sure", "d_sure")]
     assert order == sorted(order)
     assert page.index(">c_lymph.jpg<") < order[0]  # classes in the model's order: lymphocyte before neutrophil
-    assert "Review: low confidence" in page and "Review: out of distribution" in page
+    assert "Review: low confidence" in page and "Review: unknown cell type" in page
     assert page.count('class="cell flagged"') == 2
     assert "2 flagged for review" in page
     assert "41\u00a0%" in page

@@ -15,7 +15,7 @@ from hema.runtime import DEFAULT_MODEL_PATH, OnnxRuntimeEngine, classify_files
 from hema.runtime.card import InputSpec, ModelCard
 from hema.runtime.classify import CellResult
 from hema.runtime.reports.tables import CELLS_COLUMNS, CsvCellWriter, format_summary, summarise
-from hema.runtime.review import LOW_CONFIDENCE, OUT_OF_DISTRIBUTION, ReviewPolicy
+from hema.runtime.review import LOW_CONFIDENCE, UNKNOWN_CELL_TYPE, ReviewPolicy
 
 CLASSES = ("a", "b", "c")
 OUTPUTS = ("probabilities", "embedding", "novelty")
@@ -44,9 +44,9 @@ POLICY = ReviewPolicy.from_card(card({"confidence_threshold": 0.8, "novelty_thre
         (0.95, 0.10, ""),
         (0.80, 0.30, ""),  # exactly at both thresholds: not flagged
         (0.7999, 0.10, LOW_CONFIDENCE),
-        (0.95, 0.3001, OUT_OF_DISTRIBUTION),
-        (0.50, 0.90, f"{OUT_OF_DISTRIBUTION}; {LOW_CONFIDENCE}"),
-        (0.95, float("nan"), OUT_OF_DISTRIBUTION),
+        (0.95, 0.3001, UNKNOWN_CELL_TYPE),
+        (0.50, 0.90, f"{UNKNOWN_CELL_TYPE}; {LOW_CONFIDENCE}"),
+        (0.95, float("nan"), UNKNOWN_CELL_TYPE),
     ],
 )
 def test_flags_exactly_below_the_confidence_and_above_the_novelty_threshold(
@@ -61,7 +61,7 @@ def test_reasons_of_a_batch_follow_the_rows() -> None:
         "embedding": np.zeros((3, 4), np.float32),
         "novelty": np.array([0.1, 0.1, 0.8], np.float32),
     }
-    assert POLICY.reasons(outputs) == ["", LOW_CONFIDENCE, OUT_OF_DISTRIBUTION]
+    assert POLICY.reasons(outputs) == ["", LOW_CONFIDENCE, UNKNOWN_CELL_TYPE]
 
 
 def test_a_card_without_review_flags_nothing() -> None:
@@ -101,7 +101,7 @@ def _results() -> list[CellResult]:
     return [
         CellResult(Path("s1/a.jpg"), "s1", "ok", "a", 0.9, p),
         CellResult(Path("s1/b.jpg"), "s1", "ok", "a", 0.5, p, review=LOW_CONFIDENCE),
-        CellResult(Path("s2/c.jpg"), "s2", "ok", "b", 0.9, p, review=OUT_OF_DISTRIBUTION),
+        CellResult(Path("s2/c.jpg"), "s2", "ok", "b", 0.9, p, review=UNKNOWN_CELL_TYPE),
         CellResult(Path("s2/d.jpg"), "s2", "error", error="cannot read image"),
     ]
 
@@ -113,7 +113,7 @@ def test_cells_csv_has_the_review_column_after_status() -> None:
             writer.write(result)
     rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert CELLS_COLUMNS.index("review") == CELLS_COLUMNS.index("status") + 1
-    assert [row["review"] for row in rows] == ["", LOW_CONFIDENCE, OUT_OF_DISTRIBUTION, ""]
+    assert [row["review"] for row in rows] == ["", LOW_CONFIDENCE, UNKNOWN_CELL_TYPE, ""]
 
 
 def test_summary_counts_and_lists_flagged_cells_per_slide() -> None:
@@ -121,7 +121,7 @@ def test_summary_counts_and_lists_flagged_cells_per_slide() -> None:
     assert summary["flagged"] == 2
     assert summary["slides"]["s1"]["flagged"] == 1 and summary["slides"]["s2"]["flagged"] == 1
     assert summary["slides"]["s1"]["flagged_cells"] == [{"path": "s1/b.jpg", "label": "a", "reason": LOW_CONFIDENCE}]
-    assert summary["slides"]["s2"]["flagged_cells"][0]["reason"] == OUT_OF_DISTRIBUTION
+    assert summary["slides"]["s2"]["flagged_cells"][0]["reason"] == UNKNOWN_CELL_TYPE
     assert "2 of 3 cells flagged for review" in format_summary(summary)
 
 
@@ -174,7 +174,7 @@ def test_images_that_are_not_cells_are_flagged_out_of_distribution(engine: OnnxR
 
     paths = write_non_cell_images(tmp_path / "not-cells", per_kind=6)
     reviews = [result.review for result in classify_files(engine, paths, batch_size=64)]
-    out_of_distribution = np.mean([OUT_OF_DISTRIBUTION in review for review in reviews])
+    out_of_distribution = np.mean([UNKNOWN_CELL_TYPE in review for review in reviews])
     assert out_of_distribution > 0.9, list(zip([path.name for path in paths], reviews))
 
 

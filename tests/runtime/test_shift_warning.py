@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from helpers import run_infer
 
-from hema.runtime.review import OUT_OF_DISTRIBUTION, SHIFT_MIN_CELLS, SHIFT_SHARE, shift_warning
+from hema.runtime.review import SHIFT_MIN_CELLS, SHIFT_SHARE, UNKNOWN_CELL_TYPE, shift_warning
 
 
 def test_the_rule_at_its_edges() -> None:
     at_share = int(SHIFT_SHARE * 100)
-    assert shift_warning([OUT_OF_DISTRIBUTION] * (SHIFT_MIN_CELLS - 1)) is None  # too few cells to judge a lab
-    assert shift_warning([OUT_OF_DISTRIBUTION] * at_share + [""] * (100 - at_share)) is None  # exactly the share
-    warning = shift_warning([OUT_OF_DISTRIBUTION] * (at_share + 1) + ["low confidence"] * (99 - at_share))
-    assert warning is not None and f"{at_share + 1} of 100 cells" in warning and "hema-train fewshot" in warning
+    assert shift_warning([UNKNOWN_CELL_TYPE] * (SHIFT_MIN_CELLS - 1)) is None  # too few cells to judge a lab
+    assert shift_warning([UNKNOWN_CELL_TYPE] * at_share + [""] * (100 - at_share)) is None  # exactly the share
+    warning = shift_warning([UNKNOWN_CELL_TYPE] * (at_share + 1) + ["low confidence"] * (99 - at_share))
+    assert warning is not None and f"{at_share + 1} of 100 cells" in warning and "hema-train onboard" in warning
     assert shift_warning(["low confidence"] * 100) is None  # unsure is not unlike
 
 
