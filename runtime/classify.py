@@ -1,8 +1,9 @@
 """Classify many cell images in batches without losing any of them.
 
 Images are decoded one batch ahead of the engine (:mod:`hema.runtime.batches`). Every input file yields
-exactly one :class:`CellResult`, in input order: an image that cannot be decoded gets ``status="error"`` and
-the reason, and the rest of the batch is classified as usual. A classified cell carries the reason to review it
+exactly one :class:`CellResult`, in input order: an image that cannot be decoded, or for which the model answers
+NaN or infinity (:data:`NOT_FINITE`), gets ``status="error"`` and the reason, and the rest of the batch is
+classified as usual. A classified cell carries the reason to review it
 (:class:`~hema.runtime.review.ReviewPolicy`, from the model card), empty when none applies.
 """
 
@@ -20,7 +21,10 @@ from hema.runtime.discovery import slide_name
 from hema.runtime.engines.base import PROBABILITIES_OUTPUT, Engine
 from hema.runtime.review import ReviewPolicy
 
-__all__ = ["CellResult", "classify_files", "slide_of"]
+__all__ = ["NOT_FINITE", "CellResult", "classify_files", "slide_of"]
+
+NOT_FINITE = "model output not finite"
+"""The error of a cell whose probabilities, embedding or novelty hold NaN or infinity: it has no trustworthy class."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,28 @@ def _classify_decodable(
             on_batch(len(batch))
 
 
+def _unusable_rows(outputs: Mapping[str, np.ndarray], rows: int, classes: int) -> list[str]:
+    """Why each row of an engine's outputs cannot be reported (``""`` for a usable row).
+
+    Every output must have one entry per image and the probabilities one column per class (a model whose shapes are
+    only known at run time is checked here, the rest when it is loaded); a row with NaN or infinity in any output
+    is :data:`NOT_FINITE`.
+    """
+    probabilities = outputs[PROBABILITIES_OUTPUT]
+    shapes = {name: np.shape(value) for name, value in outputs.items()}
+    if (
+        np.ndim(probabilities) != 2
+        or probabilities.shape != (rows, classes)
+        or any(not shape or shape[0] != rows for shape in shapes.values())
+    ):
+        described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        return [f"model output has the wrong shape ({described}) for {rows} images of {classes} classes"] * rows
+    finite = np.ones(rows, dtype=bool)
+    for value in outputs.values():
+        finite &= np.isfinite(np.asarray(value)).reshape(rows, -1).all(axis=1)
+    return ["" if ok else NOT_FINITE for ok in finite]
+
+
 def _classify_batch(
     engine: Engine,
     batch: Sequence[Path],
@@ -131,9 +157,12 @@ def _classify_batch(
     good = [index for index, image in enumerate(images) if isinstance(image, np.ndarray)]
     row_of = {index: row for row, index in enumerate(good)}
     outputs = engine.run(np.stack([images[index] for index in good])) if good else {}
-    reviews = policy.reasons(outputs) if good else []
+    unusable = _unusable_rows(outputs, len(good), len(class_names)) if good else []
+    reviews = policy.reasons(outputs) if good and not all(unusable) else [""] * len(good)
     for index, (path, slide) in enumerate(zip(batch, slides)):
-        if index in row_of:
+        if index in row_of and unusable[row_of[index]]:
+            yield CellResult(path, slide, "error", error=unusable[row_of[index]])
+        elif index in row_of:
             p = outputs[PROBABILITIES_OUTPUT][row_of[index]]
             best = int(np.argmax(p))
             yield CellResult(path, slide, "ok", class_names[best], float(p[best]), p, review=reviews[row_of[index]])

@@ -19,6 +19,7 @@ from hema.runtime.manifest import manifest_path
 from hema.runtime.reports.html_page import write_html_report
 from hema.runtime.reports.tables import CsvCellWriter, format_summary, summarise, write_summary
 from hema.runtime.review import ReviewPolicy
+from hema.runtime.terminal import terminal_safe
 from hema.runtime.watch.journal import JournalError
 from hema.runtime.watch.watcher import JOURNAL_NAME, StopFlag, WatchSettings, stop_on_signals, watch_folder
 
@@ -55,6 +56,15 @@ UnverifiedOption = Annotated[
 ]
 
 
+def _say(message: str, err: bool = False) -> None:
+    """Print ``message`` with control characters escaped: file names in it may hold any (``ESC[2J``, CR).
+
+    A file name put into a one-line message goes through :func:`terminal_safe` on its own, so that its newlines
+    are escaped too.
+    """
+    typer.echo(terminal_safe(message, keep_newlines=True), err=err)
+
+
 def _load(
     model: Path | None, backend: str = "auto", threads: int = 0, unverified: bool = False, classifier: bool = False
 ) -> Engine:
@@ -65,7 +75,7 @@ def _load(
             engine.require_classifier()
         return engine
     except ModelError as error:
-        typer.echo(f"error: {error}", err=True)
+        _say(f"error: {error}", err=True)
         raise typer.Exit(2) from error
 
 
@@ -93,20 +103,21 @@ def classify(
     """
     decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
     engine = _load(model, backend, threads, unverified, classifier=True)
-    typer.echo(f"model: {engine.path} on {engine.describe()}", err=True)
+    _say(f"model: {engine.path} on {engine.describe()}", err=True)
     inputs = find_cell_images(paths)
     for missing in inputs.missing:
-        typer.echo(f"error: no such file or folder: {missing}", err=True)
+        _say(f"error: no such file or folder: {terminal_safe(missing)}", err=True)
     if inputs.clashes:
         for clash in inputs.clashes:
-            typer.echo(f"error: {clash}", err=True)
+            _say(f"error: {terminal_safe(clash)}", err=True)
         raise typer.Exit(2)
     if not inputs.rows:
-        typer.echo("error: no image files found in the given paths", err=True)
+        _say("error: no image files found in the given paths", err=True)
         raise typer.Exit(2)
     if inputs.skipped:
-        typer.echo(
-            f"skipping {len(inputs.skipped)} file(s) without an image suffix, e.g. {inputs.skipped[0]}", err=True
+        _say(
+            f"skipping {len(inputs.skipped)} file(s) without an image suffix, e.g. {terminal_safe(inputs.skipped[0])}",
+            err=True,
         )
 
     results = []
@@ -144,13 +155,13 @@ def classify(
         written.append(out / "report.html")
     for result in results:
         if result.status == "error":
-            typer.echo(f"error: {result.path}: {result.error}", err=True)
-    typer.echo(format_summary(summary))
+            _say(f"error: {terminal_safe(result.path)}: {terminal_safe(result.error)}", err=True)
+    _say(format_summary(summary))
     if summary["shift_warning"]:
-        typer.echo(f"warning: {summary['shift_warning']}", err=True)
+        _say(f"warning: {summary['shift_warning']}", err=True)
     if not ReviewPolicy.from_card(engine.card, engine.output_names).active:
-        typer.echo("note: this model carries no review thresholds (exported before review flags): no cell is flagged")
-    typer.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
+        _say("note: this model carries no review thresholds (exported before review flags): no cell is flagged")
+    _say(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     if summary["errors"] or inputs.missing:
         raise typer.Exit(1)
 
@@ -159,9 +170,9 @@ def classify(
 def info(model: ModelOption = None, backend: BackendOption = "auto", unverified: UnverifiedOption = False) -> None:
     """Print the model's path, the engine that runs it, and its model card (classes, input size, metrics)."""
     engine = _load(model, backend, unverified=unverified)
-    typer.echo(f"model: {engine.path}")
-    typer.echo(f"engine: {engine.describe()}")
-    typer.echo(engine.card.to_json())
+    _say(f"model: {engine.path}")
+    _say(f"engine: {engine.describe()}")
+    _say(engine.card.to_json())
 
 
 @app.command()
@@ -226,8 +237,8 @@ def watch(
     """
     decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
     engine = _load(model, backend, threads, unverified, classifier=True)
-    typer.echo(f"model: {engine.path} on {engine.describe()}", err=True)
-    typer.echo(f"{'classifying' if once else 'watching'} {folder} (Ctrl-C to stop)", err=True)
+    _say(f"model: {engine.path} on {engine.describe()}", err=True)
+    _say(f"{'classifying' if once else 'watching'} {folder} (Ctrl-C to stop)", err=True)
     settings = WatchSettings(
         batch_size=batch_size,
         decode_threads=decode_threads,
@@ -245,16 +256,16 @@ def watch(
                 out,
                 settings,
                 stop,
-                log=lambda message: tqdm.write(message, file=sys.stderr),
+                log=lambda message: tqdm.write(terminal_safe(message), file=sys.stderr),
                 on_batch=progress.update,
                 new_journal=new_journal,
             )
     except JournalError as error:
-        typer.echo(f"error: {error}", err=True)
+        _say(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     if outcome.stopped_by:
-        typer.echo(f"{outcome.stopped_by}: stopped after the current batch", err=True)
-    typer.echo(format_summary(outcome.summary))
-    typer.echo(f"wrote {out / JOURNAL_NAME}, {out / 'cells.csv'} and {out / 'summary.json'}")
+        _say(f"{outcome.stopped_by}: stopped after the current batch", err=True)
+    _say(format_summary(outcome.summary))
+    _say(f"wrote {out / JOURNAL_NAME}, {out / 'cells.csv'} and {out / 'summary.json'}")
     if outcome.summary["errors"]:
         raise typer.Exit(1)

@@ -39,6 +39,7 @@ __all__ = [
     "open_cell_image",
     "prepare_view",
     "resize_cell_image",
+    "to_eight_bit",
     "to_rgb",
 ]
 
@@ -52,7 +53,12 @@ STAIN_RULES = ("as-is", "standardised")
 VIEW_RULES = ("image", "cell")
 
 MAX_IMAGE_PIXELS = 40_000_000
-"""Most pixels a cell image may have: a single-cell crop has about 0.1 megapixels, a whole field a few."""
+"""Most pixels a cell image may have: a single-cell crop has about 0.1 megapixels, a whole field a few.
+
+It also bounds the memory of each decoding thread: an image at this limit raised peak resident memory by 158-314
+MiB while :func:`load_cell_image` decoded it (8-bit RGB JPEG 158, 8-bit and 16-bit grey PNG or TIFF 199-200,
+8-bit RGBA PNG 314; ``benchmarks/decode_memory.py``): a 16-bit image costs no more than an 8-bit one.
+"""
 
 MAX_IMAGE_SIDE = 16_384
 """Most pixels either side of a cell image may have (``1 x 100000`` is no cell, whatever its pixel count)."""
@@ -69,6 +75,8 @@ libraries, never by another program.
 """
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_SIXTEEN_TO_EIGHT_BIT = [(value * 255 + 32767) // 65535 for value in range(65536)]  # v / 257, rounded
+_STRIP_PIXELS = 1 << 20  # pixels of a 16-bit image made 32-bit at a time (4 MiB)
 _FORMAT_PREFIX_BYTES = 16  # what Pillow's format checks look at
 _PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
@@ -99,13 +107,41 @@ def check_image_size(size: tuple[int, int]) -> None:
         raise ImageTooLargeError(f"image too large: {width}x{height} pixels ({_limits()}); not decoded")
 
 
+def to_eight_bit(image: Image.Image) -> Image.Image:
+    """The image with 8-bit samples: 16-bit (and 32-bit integer) grey scaled to 8-bit grey, anything else as it is.
+
+    Grey is scaled from 0-65535 to 0-255 with rounding (``v / 257``; values outside 0-65535 are clipped), so that a
+    16-bit copy of an 8-bit image gives back the same 8-bit pixels; Pillow's own ``convert`` would clip it to white.
+    The scaling is a lookup table applied in strips of :data:`_STRIP_PIXELS`, so it needs 1 byte per pixel for the
+    result and little else (scaling with numpy all at once, in int64, took 730 MiB more at 40 megapixels).
+    The model's path (:func:`to_rgb`) and the thumbnails of ``report.html`` both scale 16-bit images by this rule.
+
+    Args:
+        image: Any decoded Pillow image.
+
+    Returns:
+        An ``L`` image of the same size for 16-bit and 32-bit integer grey; ``image`` itself otherwise.
+    """
+    if image.mode not in _SIXTEEN_BIT_MODES:
+        return image
+    if image.mode == "I":
+        return image.point(_SIXTEEN_TO_EIGHT_BIT, "L")
+    grey = Image.new("L", image.size)
+    width, height = image.size
+    rows = max(1, _STRIP_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        box = (0, top, width, min(height, top + rows))
+        grey.paste(image.crop(box).convert("I").point(_SIXTEEN_TO_EIGHT_BIT, "L"), box)
+    return grey
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """The image as 8-bit RGB.
 
     RGB comes back as it is; grey, palette, RGBA (the alpha channel is dropped), CMYK and YCbCr images as
     Pillow's ``convert("RGB")`` makes them, which is what the training eval transform does. 16-bit (and 32-bit
-    integer) grey is scaled from 0-65535 to 0-255 with rounding (``v / 257``), so that a 16-bit copy of an 8-bit
-    image gives back the same 8-bit pixels; a plain ``convert("RGB")`` would clip it to white.
+    integer) grey is scaled to 8 bits first (:func:`to_eight_bit`); a plain ``convert("RGB")`` would clip it to
+    white.
 
     Args:
         image: Any decoded Pillow image.
@@ -113,13 +149,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Returns:
         An ``RGB`` image of the same size.
     """
-    if image.mode == "RGB":
-        return image
-    if image.mode in _SIXTEEN_BIT_MODES:
-        samples = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
-        grey = ((samples * 255 + 32767) // 65535).astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
-    return image.convert("RGB")
+    eight_bit = to_eight_bit(image)
+    return eight_bit if eight_bit.mode == "RGB" else eight_bit.convert("RGB")
 
 
 def resize_cell_image(image: Image.Image, spec: InputSpec) -> np.ndarray:
@@ -220,7 +251,9 @@ def load_cell_image(path: str | Path, spec: InputSpec) -> np.ndarray:
     """Decode an image file fully and resize it for the model.
 
     The header is read first (:func:`open_cell_image`): a file in another format than a cell image's, or larger
-    than a cell image can be, is refused before its pixels are decoded.
+    than a cell image can be, is refused before its pixels are decoded. A 16-bit image's own pixels are freed as
+    soon as it is scaled to 8 bits, before its RGB copy is made, so that it needs little more memory than an 8-bit
+    image of its size (``benchmarks/decode_memory.py``).
 
     Raises:
         UnsupportedImageFormatError: If the file is an image in a format that is not a cell image format.
@@ -231,4 +264,8 @@ def load_cell_image(path: str | Path, spec: InputSpec) -> np.ndarray:
     """
     with open_cell_image(path) as image:
         image.load()
-        return resize_cell_image(image, spec)
+        if image.mode not in _SIXTEEN_BIT_MODES:
+            return resize_cell_image(image, spec)
+        eight_bit = to_eight_bit(image)
+        image.close()  # frees the 16-bit pixels (leaving the with block only closes the file)
+    return resize_cell_image(eight_bit, spec)

@@ -10,13 +10,13 @@ import csv
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
 
-__all__ = ["INFER", "invoke", "read_rows", "run_infer"]
+__all__ = ["INFER", "default_model_proto", "edit_card", "invoke", "read_rows", "run_infer", "save_with_manifest"]
 
 INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"
 
@@ -56,3 +56,39 @@ def read_rows(out: Path) -> list[dict[str, str]]:
     """The rows of ``out/cells.csv``, the per-cell report of ``hema-infer classify``."""
     with (out / "cells.csv").open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def default_model_proto() -> Any:
+    """The embedded default model as an ``onnx.ModelProto``, to edit into a broken or tampered model."""
+    import onnx
+
+    from hema.runtime.default_model import DEFAULT_MODEL_PATH
+
+    return onnx.load(str(DEFAULT_MODEL_PATH))
+
+
+def edit_card(model: Any, edit: Callable[[dict[str, Any]], None]) -> Any:
+    """Change the model card in ``model``'s metadata in place with ``edit`` (given the card as a dict); ``model``."""
+    import json
+
+    from hema.runtime.card import CARD_METADATA_KEY
+
+    [entry] = [entry for entry in model.metadata_props if entry.key == CARD_METADATA_KEY]
+    card = json.loads(entry.value)
+    edit(card)
+    entry.value = json.dumps(card)
+    return model
+
+
+def save_with_manifest(model: Any, path: Path) -> Path:
+    """Save ``model`` (an ``onnx.ModelProto``) to ``path`` with a fresh manifest, as ``hema-export`` would.
+
+    A fresh manifest makes the model pass its integrity check, so the check a test is about is the one that acts.
+    """
+    import onnx
+
+    from hema.runtime.manifest import write_manifest
+
+    onnx.save(model, str(path))
+    write_manifest(path, "onnx", [path])
+    return path

@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 
 from hema.runtime.engines.base import Engine, ModelError
-from hema.runtime.manifest import read_manifest, verify_artifact
+from hema.runtime.manifest import ArtifactFiles, read_artifact, read_manifest
 
 __all__ = ["BACKENDS", "artifact_backends", "installed_backends", "open_engine"]
 
@@ -46,22 +46,23 @@ def installed_backends() -> tuple[str, ...]:
     return tuple(name for name in BACKENDS if importlib.util.find_spec(_MODULES[name]) is not None)
 
 
-def _open(backend: str, path: Path, threads: int) -> Engine:
+def _open(backend: str, path: Path, threads: int, artifact: ArtifactFiles) -> Engine:
+    """Load ``artifact`` (the bytes read, and checked, once) on ``backend``."""
     if backend == "onnxruntime":
         from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(path, threads)
+        return OnnxRuntimeEngine(path, threads, artifact=artifact)
     if backend == "openvino":
         from hema.runtime.engines.openvino_engine import OpenVinoEngine
 
-        return OpenVinoEngine(path, threads)
-    from hema.runtime.card import ModelCard
+        return OpenVinoEngine(path, threads, artifact=artifact)
+    from hema.runtime.engines.base import parse_card
     from hema.runtime.engines.tensorrt_engine import TensorRtEngine
 
-    manifest = read_manifest(path)
+    manifest = artifact.manifest or read_manifest(path)
     if manifest is None or manifest.card is None:
         raise ModelError(f"{path}: a TensorRT engine needs the manifest written beside it by hema-export tensorrt")
-    return TensorRtEngine(path, ModelCard.from_json(manifest.card))
+    return TensorRtEngine(path, parse_card(manifest.card, path), artifact=artifact)
 
 
 def open_engine(path: str | Path, backend: str = "auto", threads: int = 0, verify: bool = True) -> Engine:
@@ -71,29 +72,29 @@ def open_engine(path: str | Path, backend: str = "auto", threads: int = 0, verif
         path: ``.onnx``, OpenVINO ``.xml`` or TensorRT ``.engine`` file.
         backend: ``auto`` or one of :data:`BACKENDS`.
         threads: CPU inference threads (``0``: the engine decides).
-        verify: Check the artifact's files against its manifest first (refuses a damaged or changed model).
+        verify: Check the artifact's files against its manifest first (refuses a damaged or changed model). The
+            files are read once: the engine loads the very bytes that were checked.
 
     Raises:
-        ModelError: If the model fails its integrity check, the engine cannot run this format, is not
-            installed, or cannot load the model.
+        ModelError: If the model fails its integrity check, keeps tensors in ONNX external data, its card does not
+            fit its graph, or the engine cannot run this format, is not installed, or cannot load the model.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"no such model file: {path}")
-    if verify:
-        verify_artifact(path)
     candidates = artifact_backends(path)
+    artifact = read_artifact(path, verify=verify)
     if backend != "auto":
         if backend not in BACKENDS:
             raise ModelError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
         if backend not in candidates:
             raise ModelError(f"{backend} cannot run a {path.suffix} file; it runs on: {', '.join(candidates)}")
-        return _open(backend, path, threads)
+        return _open(backend, path, threads, artifact)
     available = [name for name in candidates if name in installed_backends()] or [candidates[0]]  # says what to install
     failures = []
     for name in available:
         try:
-            return _open(name, path, threads)
+            return _open(name, path, threads, artifact)
         except ModelError as error:
             failures.append(f"{name}: {error}")
     raise ModelError("; ".join(failures))

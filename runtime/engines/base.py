@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -49,12 +50,16 @@ class Engine(ABC):
         card: The model card it carries.
         output_names: The graph outputs: ``probabilities``, ``embedding`` and (models exported with review
             flags) ``novelty`` for a classifier.
+        loaded_sha256: Hex sha256 of the bytes the engine loaded, by file suffix (``{".xml": ..., ".bin": ...}``):
+            the bytes checked against the manifest, never read again. ``None`` for an engine that did not load an
+            artifact's files.
     """
 
     backend: ClassVar[str]
     path: Path
     card: ModelCard
     output_names: tuple[str, ...]
+    loaded_sha256: Mapping[str, str] | None = None
 
     def require_classifier(self) -> None:
         """Raise :class:`ModelError` unless the model outputs class probabilities (not a backbone-only export)."""

@@ -15,6 +15,8 @@ import numpy as np
 
 from hema.runtime.card import CARD_METADATA_KEY
 from hema.runtime.engines.base import IMAGE_INPUT, Engine, ModelError, parse_card
+from hema.runtime.engines.card_contract import Shape, check_card_fits_graph
+from hema.runtime.manifest import ArtifactFiles, read_artifact
 
 __all__ = ["OPENVINO_CARD_KEY", "INFERENCE_PRECISIONS", "OpenVinoEngine", "openvino_core"]
 
@@ -42,6 +44,18 @@ def _card_text(model: object, path: Path) -> str | None:
     return None
 
 
+def _shapes(ports: list[Any]) -> dict[str, Shape]:
+    """The declared shape of each input or output by each of its names; dynamic dimensions as ``None``."""
+    shapes: dict[str, Shape] = {}
+    for port in ports:
+        shape = port.get_partial_shape()
+        sides = (
+            None if shape.rank.is_dynamic else tuple(side.get_length() if side.is_static else None for side in shape)
+        )
+        shapes.update(dict.fromkeys(port.get_names(), sides))
+    return shapes
+
+
 class OpenVinoEngine(Engine):
     """Runs a hema model with OpenVINO on the CPU.
 
@@ -49,14 +63,24 @@ class OpenVinoEngine(Engine):
         path: An OpenVINO IR ``.xml`` (its ``.bin`` beside it) or an ``.onnx`` file.
         threads: Inference threads; ``0`` lets OpenVINO choose.
         inference_precision: ``f32`` (default; answers match the exported model), ``bf16`` or ``f16``.
+        artifact: The files' bytes as :func:`hema.runtime.manifest.read_artifact` read (and checked) them; the
+            model is read from these bytes. Default: the files are read here, unchecked.
 
     Raises:
-        ModelError: If OpenVINO is not installed, cannot read or compile the model, or the model has no card.
+        ModelError: If OpenVINO is not installed, cannot read or compile the model, an ONNX model keeps tensors in
+            external data, the model has no card, or its card does not fit its graph.
     """
 
     backend = "openvino"
 
-    def __init__(self, path: str | Path, threads: int = 0, inference_precision: str = "f32") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int = 0,
+        inference_precision: str = "f32",
+        *,
+        artifact: ArtifactFiles | None = None,
+    ) -> None:
         if inference_precision not in INFERENCE_PRECISIONS:
             raise ValueError(f"inference_precision must be one of {INFERENCE_PRECISIONS}, not {inference_precision!r}")
         try:
@@ -66,12 +90,17 @@ class OpenVinoEngine(Engine):
         self.path = Path(path)
         self.threads = threads
         self.inference_precision = inference_precision
+        if artifact is None:
+            artifact = read_artifact(self.path, verify=False)
         core = openvino_core()
-        try:
-            model = core.read_model(str(self.path))
+        try:  # from the bytes read (and checked) once: an IR's .xml with its .bin, or an .onnx file
+            ir = self.path.suffix.lower() == ".xml"
+            model = core.read_model(artifact.model, artifact.weights) if ir else core.read_model(artifact.model)
         except Exception as error:  # OpenVINO raises RuntimeError subclasses for unreadable or unsupported graphs
             raise ModelError(f"OpenVINO cannot read {self.path}: {error}") from error
+        self.loaded_sha256 = dict(artifact.sha256)
         self.card = parse_card(_card_text(model, self.path), self.path)
+        check_card_fits_graph(self.card, self.path, _shapes(model.inputs), _shapes(model.outputs))
         config = {"INFERENCE_PRECISION_HINT": inference_precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

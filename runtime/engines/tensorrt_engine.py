@@ -15,6 +15,8 @@ import numpy as np
 
 from hema.runtime.card import ModelCard
 from hema.runtime.engines.base import IMAGE_INPUT, Engine, ModelError
+from hema.runtime.engines.card_contract import check_card_fits_graph
+from hema.runtime.manifest import ArtifactFiles, read_artifact
 
 __all__ = ["TensorRtEngine", "cuda_runtime"]
 
@@ -52,15 +54,19 @@ class TensorRtEngine(Engine):
         path: The ``.engine`` file.
         card: The model card from the engine's manifest.
         device: CUDA device index.
+        artifact: The file's bytes as :func:`hema.runtime.manifest.read_artifact` read (and checked) them; the
+            engine is deserialized from these bytes. Default: the file is read here, unchecked.
 
     Raises:
-        ModelError: If TensorRT, cuda-python or a GPU is missing, or the engine was built for another GPU or
-            TensorRT version.
+        ModelError: If TensorRT, cuda-python or a GPU is missing, the engine was built for another GPU or
+            TensorRT version, or the card does not fit the engine's tensors.
     """
 
     backend = "tensorrt"
 
-    def __init__(self, path: str | Path, card: ModelCard, device: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, card: ModelCard, device: int = 0, *, artifact: ArtifactFiles | None = None
+    ) -> None:
         try:
             import tensorrt as trt
         except ImportError as error:
@@ -72,8 +78,11 @@ class TensorRtEngine(Engine):
         _checked(self.cudart, self.cudart.cudaSetDevice(device))
         self.path = Path(path)
         self.card = card
+        if artifact is None:
+            artifact = read_artifact(self.path, verify=False)
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.path.read_bytes())
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(artifact.model)
+        self.loaded_sha256 = dict(artifact.sha256)
         if self.engine is None:
             raise ModelError(
                 f"TensorRT {trt.__version__} cannot load {self.path}: engines only run on the GPU model and "
@@ -83,6 +92,16 @@ class TensorRtEngine(Engine):
         names = [self.engine.get_tensor_name(index) for index in range(self.engine.num_io_tensors)]
         self.output_names = tuple(
             name for name in names if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT
+        )
+        shapes = {
+            name: tuple(None if side < 0 else int(side) for side in self.engine.get_tensor_shape(name))
+            for name in names
+        }
+        check_card_fits_graph(
+            card,
+            self.path,
+            {name: shape for name, shape in shapes.items() if name not in self.output_names},
+            {name: shapes[name] for name in self.output_names},
         )
         self.max_batch = int(self.engine.get_tensor_profile_shape(IMAGE_INPUT, 0)[2][0])
         self.stream = _checked(self.cudart, self.cudart.cudaStreamCreate())

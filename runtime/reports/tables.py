@@ -2,6 +2,16 @@
 
 Both say which cells a hematologist should look at: ``cells.csv`` has the reason in its ``review`` column and
 ``summary.json`` counts and lists the flagged cells of every slide (:mod:`hema.runtime.review`).
+
+``cells.csv`` is opened in spreadsheets, where a cell whose text starts with ``=``, ``+``, ``-``, ``@``, a tab or
+a carriage return is read as a formula (CSV injection: a file named ``=HYPERLINK(...).jpg`` would become a live
+link, or worse). As OWASP recommends, such a text value (``path``, ``slide``, ``label``, ``status``, ``review``,
+``error``) is written with a single quote ``'`` in front (:func:`spreadsheet_safe`), which a spreadsheet shows as
+text. A value that starts with ``'`` itself gets one too, so the rule can be undone: a program reading
+``cells.csv`` drops one leading ``'`` from a text value, if it has one, to get the name back. Numbers
+(``confidence``, ``p_<class>``) are written as hema formats them (``0.973215``), never negative, and never get
+one. ``summary.json`` keeps every name as it is. ``cells.csv`` is created in place of whatever was at its path,
+never written through a link planted there (:func:`~hema.runtime.reports.atomic_files.open_in_place`).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hema.runtime.classify import CellResult
-from hema.runtime.reports.atomic_files import write_text_atomic
+from hema.runtime.reports.atomic_files import open_in_place, write_text_atomic
 from hema.runtime.review import shift_warning
 
 __all__ = [
@@ -26,6 +36,7 @@ __all__ = [
     "cells_csv_text",
     "format_summary",
     "printable_name",
+    "spreadsheet_safe",
     "summarise",
     "write_summary",
 ]
@@ -34,6 +45,7 @@ CELLS_COLUMNS = ("path", "slide", "label", "confidence", "status", "review", "er
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")  # OWASP's list for CSV injection, and the quote itself
 
 
 def printable_name(value: object) -> str:
@@ -49,18 +61,27 @@ def printable_name(value: object) -> str:
     return _CONTROL.sub("\ufffd", text)
 
 
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it as text: ``'`` in front if it starts like a formula (OWASP's rule).
+
+    Examples: ``=1+2.jpg`` becomes ``'=1+2.jpg``, ``-slide`` becomes ``'-slide`` and ``'a.jpg`` becomes
+    ``''a.jpg`` (so that dropping one leading ``'`` always gives the text back); ``/data/slide_1`` is unchanged.
+    """
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 class CsvCellWriter:
     """Streams results to ``cells.csv``: the fixed columns, then ``p_<class>`` for every class.
 
     Rows are flushed as they come, so a run that is interrupted keeps every cell classified so far. Given an
-    open text stream instead of a path, it writes there and leaves the stream open.
+    open text stream instead of a path, it writes there and leaves the stream open. Text values that a
+    spreadsheet would read as a formula are written with ``'`` in front (:func:`spreadsheet_safe`).
     """
 
     def __init__(self, path: Path | TextIO, class_names: Sequence[str]) -> None:
         self._owned = isinstance(path, Path)
         if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: TextIO = path.open("w", newline="", encoding="utf-8")
+            self._file: TextIO = open_in_place(path)  # replaces a link planted at the path, never follows it
         else:
             self._file = path
         self._writer = csv.writer(self._file)
@@ -72,15 +93,16 @@ class CsvCellWriter:
         ok = result.status == "ok"
         confidence = f"{result.confidence:.6f}" if ok else ""
         probabilities = [f"{p:.6f}" for p in result.probabilities] if ok else [""] * self._classes
+        safe = spreadsheet_safe  # text values only: numbers are never negative
         self._writer.writerow(
             [
-                printable_name(result.path),
-                printable_name(result.slide),
-                result.label,
+                safe(printable_name(result.path)),
+                safe(printable_name(result.slide)),
+                safe(result.label),
                 confidence,
-                result.status,
-                result.review if ok else "",
-                result.error,
+                safe(result.status),
+                safe(result.review) if ok else "",
+                safe(result.error),
                 *probabilities,
             ]
         )

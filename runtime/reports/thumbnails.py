@@ -2,7 +2,9 @@
 
 Thumbnails are for a person's eyes only: they never feed the model, so JPEG draft mode (decoding at 1/2, 1/4
 or 1/8 scale inside libjpeg) is used to make them several times faster. Files are opened as the model's path
-opens them (:func:`~hema.runtime.preprocessing.open_cell_image`: cell image formats only, size checked first). A
+opens them (:func:`~hema.runtime.preprocessing.open_cell_image`: cell image formats only, size checked first) and
+made 8-bit by the model's own rule (:func:`~hema.runtime.preprocessing.to_eight_bit`, before the thumbnail is
+shrunk, and :func:`~hema.runtime.preprocessing.to_rgb`), so a 16-bit grey cell looks as the model sees it. A
 file that cannot be decoded gets no thumbnail (``None``) instead of an exception: such files are error rows of the
 run anyway.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from hema.runtime.preprocessing import open_cell_image
+from hema.runtime.preprocessing import open_cell_image, to_eight_bit, to_rgb
 
 __all__ = ["THUMBNAIL_QUALITY", "THUMBNAIL_SIZE", "thumbnail_data_uri", "thumbnail_data_uris"]
 
@@ -40,8 +42,9 @@ def thumbnail_data_uri(path: Path, size: int = THUMBNAIL_SIZE, quality: int = TH
     try:
         with open_cell_image(path) as image:
             image.draft("RGB", (size, size))  # JPEG only: decode at the smallest scale still >= size
-            image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            rgb = image.convert("RGB")
+            small = to_eight_bit(image)  # Pillow cannot shrink 16-bit images, and would show them white
+            small.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            rgb = to_rgb(small)
         buffer = io.BytesIO()
         rgb.save(buffer, "JPEG", quality=quality, optimize=True)
     except Exception:  # any decoder failure: no thumbnail, never a crashed report

@@ -25,11 +25,13 @@ replaces the earlier one; the rows that count (:attr:`Journal.records`) are the 
 A batch is appended with one ``write`` and made durable with ``fsync`` before the reports are rewritten from
 the journal, so a crash at any moment leaves either the whole batch or a torn last line, which
 :meth:`Journal.open` cuts away (its files are classified again on restart). Only one process may append to a
-journal at a time: it is locked while open (on POSIX; Windows has no ``fcntl`` and takes no lock).
+journal at a time: it is locked while open (on POSIX; Windows has no ``fcntl`` and takes no lock). A symbolic link
+at the journal's path is refused, never followed: watch writes to no file elsewhere through it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -155,12 +157,21 @@ class Journal:
             model: The model of this run: a new journal's header names it, an existing one must name it too.
 
         Raises:
-            JournalError: If another process holds the journal, the file is not a hema journal, the journal
-                belongs to another model, or a line before the last is corrupt. The file is left as it was.
+            JournalError: If another process holds the journal, the file is not a hema journal (or is a symbolic
+                link, which is never followed), the journal belongs to another model, or a line before the last
+                is corrupt. The file is left as it was.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            if path.is_symlink():  # O_NOFOLLOW refuses it too, where the OS has it
+                raise OSError(errno.ELOOP, "symbolic link")
+            descriptor = os.open(path, flags, 0o644)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            raise JournalError(f"{path} is a symbolic link, never followed: give watch a journal of its own") from error
         try:
             _lock(descriptor, path)
             if created:

@@ -3,7 +3,8 @@
 A journal resumed with another model would mix two models' results in one differential, and a retrained model
 usually keeps the class names, so the names alone cannot tell two models apart: the bytes do. Every file the
 artifact consists of is hashed (an OpenVINO IR's weights are in the ``.bin`` beside its ``.xml``). The path is
-kept only to name the model in messages: a model copied elsewhere is still the same model.
+kept only to name the model in messages: a model copied elsewhere is still the same model. The bytes hashed are
+those the engine loaded (and checked against the manifest), not a second read of the files.
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ class ModelIdentity:
 
     @classmethod
     def of_engine(cls, engine: Engine) -> ModelIdentity:
-        """The identity of the model a loaded engine runs (its files are read and hashed)."""
-        files = _artifact_files(engine.path)
-        return cls(str(engine.path), {path.suffix: file_sha256(path) for path in files}, engine.card.class_names)
+        """The identity of the model a loaded engine runs: the sha256 of the bytes it loaded.
+
+        An engine that does not record them (one not loaded from an artifact's files) has its files read and hashed.
+        """
+        sha256 = engine.loaded_sha256
+        if sha256 is None:
+            sha256 = {path.suffix: file_sha256(path) for path in _artifact_files(engine.path)}
+        return cls(str(engine.path), dict(sha256), engine.card.class_names)
 
     @classmethod
     def from_header(cls, header: Mapping[str, Any]) -> ModelIdentity | None:
