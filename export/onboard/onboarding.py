@@ -32,7 +32,7 @@ from hema.export.onboard.lab_cells import EmbeddedCells, embed_cells, read_label
 from hema.runtime.card import ModelCard
 from hema.runtime.engines.base import EMBEDDING_OUTPUT, NOVELTY_OUTPUT, PROBABILITIES_OUTPUT
 from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
-from hema.runtime.manifest import file_sha256, verify_artifact
+from hema.runtime.manifest import read_artifact
 from hema.runtime.review import ReviewPolicy
 from hema.train.fewshot.features import FeatureExtractor
 
@@ -136,10 +136,10 @@ def onboard(
 
     started = time.monotonic()
     settings = settings or OnboardSettings()
-    verify_artifact(model)
-    base = onnx.load(str(model))
+    checked = read_artifact(model)  # the bytes verified are the bytes used
+    base = onnx.load_from_string(checked.files[".onnx"])
     base_card = read_card(base)
-    engine = OnnxRuntimeEngine(model)
+    engine = OnnxRuntimeEngine(model, artifact=checked)
     engine.require_classifier()
     folder = read_labelled_folder(labelled, base_card.class_names) if labelled is not None else None
     found = find_cell_images(cells)
@@ -183,7 +183,7 @@ def onboard(
     card = replace(base_card, class_names=classes, review=review)
     after = _flag_shares(decision_outputs(graph, adaptation.align(unlabelled.embeddings, statistics)), review, card)
     onboarding = {
-        "base_model": {"path": str(model), "sha256": file_sha256(model), "created": base_card.created},
+        "base_model": {"path": str(model), "sha256": checked.sha256[".onnx"], "created": base_card.created},
         "unlabelled_cells": {"read": len(unlabelled.paths), "skipped": unlabelled.skipped_reasons()},
         "labelled_cells": {
             "read": {name: lab.labels.count(name) for name in base_card.class_names if name in lab.labels},

@@ -90,8 +90,14 @@ def _estimate_table(estimate: dict[str, Any] | None) -> str:
     return f"{table}<p class='subtitle'>{_e(note)}</p>"
 
 
+def _counts(counts: int | dict[str, int]) -> str:
+    if isinstance(counts, int):
+        return f"{counts:,}"
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
+
+
 def _cells_fact(entry: dict[str, Any]) -> str:
-    return f"{entry['read'] or 'none'} read; skipped: {entry['skipped'] or 'none'}"
+    return f"{_counts(entry['read'])} read; skipped: {_counts(entry['skipped'])}"
 
 
 def _page(report: dict[str, Any]) -> str:

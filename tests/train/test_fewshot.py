@@ -124,3 +124,24 @@ def test_missing_data_folder_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["fewshot", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert "error" in result.output
+
+
+def test_more_data_joins_another_labs_cells_to_the_pool_by_class_name(
+    small_pbc: Path, small_pbc_eval: Path, bccd_dir: Path, tmp_path: Path
+) -> None:
+    """BCCD's cells join the pool under PBC's class names; the evaluation stays PBC's."""
+    other = tmp_path / "bccd"
+    for name in ("lymphocyte", "neutrophil"):
+        (other / name).mkdir(parents=True)
+        for source in sorted((bccd_dir / name).glob("*.jpg"))[:3]:
+            (other / name / source.name).symlink_to(source.resolve())
+    out = tmp_path / "head"
+    args = ["fewshot", "--data", small_pbc, "--more-data", other, "--eval", small_pbc_eval, "--out", out,
+            "--backbone", "default", "-n", "0", "-r", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    pool = metrics["training_data"]["cells"]
+    assert metrics["training_data"]["more_folders"] == [str(other)]
+    assert pool["neutrophil"] == len(list((small_pbc / "neutrophil").iterdir())) + 3
+    assert sum(metrics["eval_data"]["cells"].values()) == sum(1 for _ in small_pbc_eval.rglob("*.jpg"))

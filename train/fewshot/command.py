@@ -53,6 +53,14 @@ def fewshot(
         Path | None,
         typer.Option("--eval", help="Labelled evaluation cells. Default: DATA's test split (pool: its train split)."),
     ] = None,
+    more_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--more-data",
+            help="Labelled cells of another lab added to the pool (same split as DATA's pool; classes joined by "
+            "name); the evaluation stays DATA's. Repeat.",
+        ),
+    ] = None,
     split: Annotated[Split, split_option("Part of DATA to draw from when --eval is given.")] = "all",
     eval_split: Annotated[Split, typer.Option(help="Part of --eval to evaluate on.")] = "all",
     c: Annotated[float, typer.Option(help="Inverse regularisation (lr, linear-svm, svm).")] = 1.0,
@@ -72,7 +80,7 @@ def fewshot(
 
     import numpy as np
 
-    from hema.train.data.folders import find_labelled_images
+    from hema.train.data.folders import find_labelled_images, join_labelled
     from hema.train.evaluate.metrics import plot_confusion_matrix
     from hema.train.fewshot.draws import run_fewshot
     from hema.train.fewshot.features import open_feature_extractor
@@ -80,16 +88,13 @@ def fewshot(
 
     split = renamed(split, data_split, old="--data-split", new="--split")
 
+    def pool_of(part: str):
+        return join_labelled([find_labelled_images(folder, part) for folder in (data, *(more_data or []))])
+
     def prepare() -> tuple:
         if eval_dir is None:  # draw from DATA's train split, score on its test split
-            return find_labelled_images(data, "train"), find_labelled_images(data, "test"), "train", data, "test"
-        return (
-            find_labelled_images(data, split),
-            find_labelled_images(eval_dir, eval_split),
-            split,
-            eval_dir,
-            eval_split,
-        )
+            return pool_of("train"), find_labelled_images(data, "test"), "train", data, "test"
+        return pool_of(split), find_labelled_images(eval_dir, eval_split), split, eval_dir, eval_split
 
     config = user_errors_exit_2(lambda: HeadConfig(kind=head, c=c, k=k, trees=trees, seed=seed))
     pool, evaluation, split, eval_dir, eval_split = user_errors_exit_2(prepare)
@@ -114,7 +119,12 @@ def fewshot(
     metrics = {
         **result.metrics,
         "backbone": extractor.description,
-        "training_data": {"folder": str(data), "split": split, "cells": pool.counts()},
+        "training_data": {
+            "folder": str(data),
+            "more_folders": [str(folder) for folder in more_data or []],
+            "split": split,
+            "cells": pool.counts(),
+        },
         "eval_data": {"folder": str(eval_dir), "split": eval_split, "cells": evaluation.counts()},
     }
     result.head.metadata.update(
