@@ -1,23 +1,41 @@
-"""``hema-infer``: classify white-blood-cell images beside the microscope (no torch needed)."""
+"""``hema-infer``: classify white-blood-cell images beside the microscope (no torch needed).
+
+Exit codes of ``classify`` and ``watch`` (:mod:`hema.runtime.exit_codes`):
+
+- 0: every input classified;
+- 1: some inputs could not be read (each has an ``error`` row in ``cells.csv``);
+- 2: no usable model, input or output folder, including an ``OUT`` in use by another ``classify`` or ``watch``
+  (its lock ``OUT/.hema.lock`` is named with the holder's pid);
+- 3: an internal error, a bug in hema: one line names the exception (``HEMA_DEBUG=1`` adds the traceback);
+- 130 / 143: stopped by Ctrl-C / SIGTERM before the end.
+
+``classify`` locks ``OUT`` for the whole run and writes its reports under staged names
+(``cells.csv.partial``, streamed row by row, ``summary.json.partial``, ``report.html.partial``), moved into place
+together only when all are written (:mod:`hema.runtime.reports.run_output`): a run that fails or is stopped leaves
+the previous run's ``cells.csv``, ``summary.json`` and ``report.html`` as they were, and its own rows so far in
+``OUT/cells.csv.partial``.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
 
 from hema.cli_support import batch_size_option, hidden_alias, model_option, out_option, renamed
-from hema.runtime.classify import classify_files
+from hema.runtime.classify import CellResult
+from hema.runtime.classify_run import classify_into, kept_after_failure, raise_if_stopped
 from hema.runtime.default_model import resolve_model_path
-from hema.runtime.discovery import find_cell_images
+from hema.runtime.discovery import InputFiles, find_cell_images
 from hema.runtime.engines.backends import BACKENDS, open_engine
 from hema.runtime.engines.base import Engine, ModelError
+from hema.runtime.exit_codes import exit_codes
 from hema.runtime.manifest import manifest_path
-from hema.runtime.reports.html_page import write_html_report
-from hema.runtime.reports.tables import CsvCellWriter, format_summary, summarise, write_summary
+from hema.runtime.reports.run_output import StagedReports, claim_output
+from hema.runtime.reports.tables import format_summary
 from hema.runtime.review import ReviewPolicy
 from hema.runtime.terminal import terminal_safe
 from hema.runtime.watch.journal import JournalError
@@ -99,11 +117,34 @@ def classify(
     OUT/report.html is a review page that opens offline in any browser: the differential count per slide and
     every cell as a thumbnail, grouped by predicted class, cells flagged for review first.
     Files that cannot be read get a row with status "error" and the reason; the others are classified.
-    Exit code: 0 all files classified, 1 some files could not be read, 2 no usable model or no input.
+
+    One run at a time per OUT: a run holds OUT/.hema.lock, and another classify or watch into that OUT is refused.
+    The reports replace the previous run's all together at the end; until then rows go to OUT/cells.csv.partial,
+    so a run that fails or is stopped leaves the previous reports as they were and its rows so far there.
+
+    Exit code: 0 all files classified, 1 some files could not be read, 2 no usable model, input or output folder
+    (OUT in use by another run included), 3 internal error (a bug in hema; HEMA_DEBUG=1 prints the traceback),
+    130 or 143 stopped by Ctrl-C or SIGTERM.
     """
     decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
-    engine = _load(model, backend, threads, unverified, classifier=True)
-    _say(f"model: {engine.path} on {engine.describe()}", err=True)
+    staged: list[StagedReports] = []
+    stop = StopFlag()
+    with exit_codes(lambda message: _say(message, err=True), lambda: kept_after_failure(staged)):
+        with claim_output(out), stop_on_signals(stop):
+            engine = _load(model, backend, threads, unverified, classifier=True)
+            _say(f"model: {engine.path} on {engine.describe()}", err=True)
+            inputs = _inputs(paths)
+            raise_if_stopped(stop)
+            with StagedReports(out, engine.card.class_names) as reports:
+                staged.append(reports)
+                results, summary = classify_into(reports, engine, inputs, stop, batch_size, decode_threads, no_html)
+        _say_outcome(engine, results, summary, [out / name for name in reports.names])
+        if summary["errors"] or inputs.missing:
+            raise typer.Exit(1)
+
+
+def _inputs(paths: list[Path]) -> InputFiles:
+    """The files to classify; exit 2 if a name stands for two folders or there is no image."""
     inputs = find_cell_images(paths)
     for missing in inputs.missing:
         _say(f"error: no such file or folder: {terminal_safe(missing)}", err=True)
@@ -119,40 +160,11 @@ def classify(
             f"skipping {len(inputs.skipped)} file(s) without an image suffix, e.g. {terminal_safe(inputs.skipped[0])}",
             err=True,
         )
+    return inputs
 
-    results = []
-    with (
-        CsvCellWriter(out / "cells.csv", engine.card.class_names) as writer,
-        tqdm(total=len(inputs.images), unit="cell", desc="classifying", disable=None) as progress,
-    ):
-        for result in classify_files(
-            engine,
-            inputs.rows,
-            batch_size=batch_size,
-            decode_threads=decode_threads,
-            slides=inputs.slides,
-            unreadable=inputs.unreadable,
-            on_batch=progress.update,
-        ):
-            writer.write(result)
-            results.append(result)
 
-    summary = summarise(results, engine.card.class_names, str(engine.path), skipped=len(inputs.skipped))
-    write_summary(summary, out / "summary.json")
-    written = [out / "cells.csv", out / "summary.json"]
-    if not no_html:
-        with tqdm(total=summary["classified"], unit="cell", desc="report.html", disable=None) as progress:
-            description = f"{engine.path.name} on {engine.describe()}"
-            write_html_report(
-                out / "report.html",
-                results,
-                summary,
-                engine.card.class_names,
-                description,
-                threads=decode_threads,
-                on_thumbnail=progress.update,
-            )
-        written.append(out / "report.html")
+def _say_outcome(engine: Engine, results: list[CellResult], summary: dict[str, Any], written: list[Path]) -> None:
+    """Print the unreadable files, the per-class table, warnings and the reports written."""
     for result in results:
         if result.status == "error":
             _say(f"error: {terminal_safe(result.path)}: {terminal_safe(result.error)}", err=True)
@@ -162,8 +174,6 @@ def classify(
     if not ReviewPolicy.from_card(engine.card, engine.output_names).active:
         _say("note: this model carries no review thresholds (exported before review flags): no cell is flagged")
     _say(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
-    if summary["errors"] or inputs.missing:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -232,40 +242,44 @@ def watch(
     batch (at most every few seconds while cells stream in). Started again with the same OUT after a crash, it goes
     on where it stopped; only with the model that started the journal (else --new-journal). Ctrl-C or SIGTERM:
     finish the current batch, write the reports, exit.
+    OUT is locked (OUT/.hema.lock) for the whole run, against another watch or a classify into the same OUT.
+
     Exit code: 0 every image classified, 1 some could not be read, 2 no usable model, or OUT is damaged, in use,
-    not a hema journal or another model's.
+    not a hema journal or another model's, 3 internal error (a bug in hema; HEMA_DEBUG=1 prints the traceback).
     """
     decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
-    engine = _load(model, backend, threads, unverified, classifier=True)
-    _say(f"model: {engine.path} on {engine.describe()}", err=True)
-    _say(f"{'classifying' if once else 'watching'} {folder} (Ctrl-C to stop)", err=True)
-    settings = WatchSettings(
-        batch_size=batch_size,
-        decode_threads=decode_threads,
-        poll_interval=poll_interval,
-        settle=settle,
-        empty_timeout=empty_timeout,
-        once=once,
-    )
-    stop = StopFlag()
-    try:
-        with stop_on_signals(stop), tqdm(unit="cell", desc="classified", disable=None) as progress:
-            outcome = watch_folder(
-                engine,
-                folder,
-                out,
-                settings,
-                stop,
-                log=lambda message: tqdm.write(terminal_safe(message), file=sys.stderr),
-                on_batch=progress.update,
-                new_journal=new_journal,
+    with exit_codes(lambda message: _say(message, err=True)):
+        with claim_output(out):  # the lock classify takes too: the two never share an OUT
+            engine = _load(model, backend, threads, unverified, classifier=True)
+            _say(f"model: {engine.path} on {engine.describe()}", err=True)
+            _say(f"{'classifying' if once else 'watching'} {folder} (Ctrl-C to stop)", err=True)
+            settings = WatchSettings(
+                batch_size=batch_size,
+                decode_threads=decode_threads,
+                poll_interval=poll_interval,
+                settle=settle,
+                empty_timeout=empty_timeout,
+                once=once,
             )
-    except JournalError as error:
-        _say(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
-    if outcome.stopped_by:
-        _say(f"{outcome.stopped_by}: stopped after the current batch", err=True)
-    _say(format_summary(outcome.summary))
-    _say(f"wrote {out / JOURNAL_NAME}, {out / 'cells.csv'} and {out / 'summary.json'}")
-    if outcome.summary["errors"]:
-        raise typer.Exit(1)
+            stop = StopFlag()
+            try:
+                with stop_on_signals(stop), tqdm(unit="cell", desc="classified", disable=None) as progress:
+                    outcome = watch_folder(
+                        engine,
+                        folder,
+                        out,
+                        settings,
+                        stop,
+                        log=lambda message: tqdm.write(terminal_safe(message), file=sys.stderr),
+                        on_batch=progress.update,
+                        new_journal=new_journal,
+                    )
+            except JournalError as error:
+                _say(f"error: {error}", err=True)
+                raise typer.Exit(2) from error
+        if outcome.stopped_by:
+            _say(f"{outcome.stopped_by}: stopped after the current batch", err=True)
+        _say(format_summary(outcome.summary))
+        _say(f"wrote {out / JOURNAL_NAME}, {out / 'cells.csv'} and {out / 'summary.json'}")
+        if outcome.summary["errors"]:
+            raise typer.Exit(1)

@@ -13,7 +13,9 @@ How every image ends with exactly one row:
    reports, rebuilt from the journal on restart. The reports are replaced whole and atomically, never appended
    to, and hold the journal's last row of each path, so no file can be counted twice; the journal itself
    refuses a second row for a version of a file it already holds.
-4. Only one watch process may write to an output folder (the journal is locked while open).
+4. Only one watch process may write to an output folder (the journal is locked while open); ``hema-infer watch``
+   also holds ``OUT/.hema.lock`` (:mod:`hema.runtime.reports.output_lock`), as ``classify`` does, so the two never
+   share an output folder.
 5. Only the model that started a journal may add to it (its header names the model's sha256 and classes). Another
    model needs a new journal: ``new_journal`` moves the old one, and the reports made from it, into
    ``OUT/earlier/<UTC time>/``; nothing is deleted.
