@@ -60,7 +60,7 @@ def _flag_stats(reviews: list[str], truth=None, predicted=None) -> dict:
         "cells": len(reviews),
         "flagged": _rate(flagged),
         "flagged_low_confidence": _rate([LOW_CONFIDENCE in review for review in reviews]),
-        "flagged_out_of_distribution": _rate([UNKNOWN_CELL_TYPE in review for review in reviews]),
+        "flagged_unknown_cell_type": _rate([UNKNOWN_CELL_TYPE in review for review in reviews]),
     }
     if truth is not None:
         for name, mask in (("all", np.ones_like(flagged)), ("unflagged", ~flagged), ("flagged", flagged)):
@@ -170,7 +170,7 @@ def _table(report: dict) -> str:
         shown = " | ".join("" if value is None else f"{value:.3f}" for value in cells)
         lines.append(
             f"| {name} | {stats['cells']} | {stats['flagged']:.1%} | {stats['flagged_low_confidence']:.1%} "
-            f"| {stats['flagged_out_of_distribution']:.1%} | {shown} |"
+            f"| {stats['flagged_unknown_cell_type']:.1%} | {shown} |"
         )
     lines += [
         "",

@@ -7,7 +7,8 @@ Given the base model's embeddings of a lab's unlabelled cells (and, optionally, 
    mean and spread (:mod:`hema.export.graph.alignment`). Measured on BCCD (``benchmarks/new_lab.py``) it *lowers*
    accuracy: a lab's mix of cell types differs from the training lab's (BCCD: mostly neutrophils, no platelets),
    and matching statistics then moves the classes instead of the lab (label shift).
-2. **Head** (with labelled cells): a logistic regression on the aligned embeddings of the lab's labelled cells,
+2. **Head** (with labelled cells, or, with ``pseudo_labels_per_class``, the unlabelled cells the base model is
+   surest of, labelled with its predictions): a logistic regression on the embeddings of the lab's labelled cells,
    for the classes the lab labelled (at least ``min_labels_per_class`` each, at least two classes). A class the
    lab did not label is not named by the onboarded model: it has no evidence at this lab, so its cells are
    flagged ``unknown cell type`` instead. Without labels the base head is kept.
@@ -23,7 +24,7 @@ Given the base model's embeddings of a lab's unlabelled cells (and, optionally, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,8 @@ class OnboardSettings:
         min_labels_per_class: Fewest labelled cells of a class that is labelled at all.
         align: Whether to align embeddings when the base model allows it.
         head_c: Inverse regularisation of the logistic-regression head.
+        pseudo_labels_per_class: Without labelled cells: refit the head on the base model's most confident
+            predictions of the lab's unlabelled cells, up to this many per class (0: keep the base head).
         unknown_share: Share of the lab's known cells flagged ``unknown cell type``.
         target_unflagged_accuracy: Accuracy the cells not flagged for low confidence should reach.
         max_low_confidence_share: Most known cells the low-confidence flag may take.
@@ -58,6 +61,7 @@ class OnboardSettings:
     min_labels_per_class: int = 5
     align: bool = False
     head_c: float = 1.0
+    pseudo_labels_per_class: int = 0
     unknown_share: float = 0.10
     target_unflagged_accuracy: float = 0.95
     max_low_confidence_share: float = 0.10
@@ -77,6 +81,7 @@ class LabEmbeddings:
         base_classes: The base model's classes.
         base_statistics: The base model's training-cell embedding statistics, or ``None``.
         base_centroids: The base model's novelty centroids ``(classes, dim)``, or ``None`` (no novelty output).
+        unlabelled_probabilities: The base model's class probabilities of the unlabelled cells (for pseudo-labels).
     """
 
     unlabelled: np.ndarray
@@ -85,6 +90,7 @@ class LabEmbeddings:
     base_classes: tuple[str, ...]
     base_statistics: EmbeddingStatistics | None
     base_centroids: np.ndarray | None
+    unlabelled_probabilities: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -184,12 +190,39 @@ def adapt_to_lab(lab: LabEmbeddings, settings: OnboardSettings | None = None) ->
     adaptation = Adaptation(lab_statistics, None, None, 0.0, None, None)
     unlabelled = adaptation.align(lab.unlabelled, lab.base_statistics)
     percentile = 100.0 * (1.0 - settings.unknown_share)
+    if not lab.labels and settings.pseudo_labels_per_class and lab.unlabelled_probabilities is not None:
+        fitted = _fitted(_pseudo_labelled(lab, settings), settings, adaptation, percentile)
+        novelty = novelty_scores(unlabelled, fitted.centroids)  # all the lab's cells, not only the surest
+        return replace(
+            fitted,
+            novelty_threshold=float(np.percentile(novelty, percentile)),
+            confidence_threshold=None,
+            estimate=None,
+        )
     if not lab.labels:
         if lab.base_centroids is None:
             raise ValueError("the base model has no novelty output: unknown cells cannot be flagged; re-export it")
         threshold = float(np.percentile(novelty_scores(unlabelled, lab.base_centroids), percentile))
         return Adaptation(lab_statistics, None, None, threshold, None, None)
+    return _fitted(lab, settings, adaptation, percentile)
 
+
+def _pseudo_labelled(lab: LabEmbeddings, settings: OnboardSettings) -> LabEmbeddings:
+    """The lab's unlabelled cells the base model is surest of, up to ``pseudo_labels_per_class`` per class."""
+    probabilities = lab.unlabelled_probabilities
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    chosen = []
+    for index in range(len(lab.base_classes)):
+        members = np.flatnonzero(predicted == index)
+        if len(members) >= settings.min_labels_per_class:
+            chosen.extend(members[np.argsort(-confidence[members], kind="stable")][: settings.pseudo_labels_per_class])
+    chosen = np.sort(np.asarray(chosen, dtype=np.int64))
+    names = tuple(lab.base_classes[predicted[i]] for i in chosen)
+    return replace(lab, labelled=lab.unlabelled[chosen], labels=names)
+
+
+def _fitted(lab: LabEmbeddings, settings: OnboardSettings, adaptation: Adaptation, percentile: float) -> Adaptation:
+    """Head, centroids and thresholds fitted on the (aligned) labelled cells, with the out-of-fold estimate."""
     classes = _labelled_classes(lab, settings)
     keep = np.array([name in classes for name in lab.labels])
     features = adaptation.align(lab.labelled[keep], lab.base_statistics)
@@ -199,7 +232,7 @@ def adapt_to_lab(lab: LabEmbeddings, settings: OnboardSettings | None = None) ->
     confidence = held.probabilities.max(axis=1)
     correct = held.probabilities.argmax(axis=1) == labels
     return Adaptation(
-        lab_statistics,
+        adaptation.lab_statistics,
         head,
         class_centroids(features, labels, len(classes)),
         float(np.percentile(held.novelty, percentile)),

@@ -44,6 +44,14 @@ def onboard(
             "measured on BCCD it lowers accuracy when the lab's mix of cell types differs from the training lab's."
         ),
     ] = False,
+    pseudo_labels: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Without --labelled: refit the head on the base model's N surest predictions per class of the "
+            "lab's cells (0: keep the base head).",
+        ),
+    ] = 0,
     batch_size: Annotated[int, batch_size_option()] = 32,
 ) -> None:
     """Adapt a model to a lab from its unlabelled cells and, optionally, a few labelled cells per class.
@@ -58,7 +66,7 @@ def onboard(
     from hema.export.onboard.report import write_onboarding_report
     from hema.runtime.default_model import resolve_model_path
 
-    settings = OnboardSettings(unknown_share=unknown_share, align=align)
+    settings = OnboardSettings(unknown_share=unknown_share, align=align, pseudo_labels_per_class=pseudo_labels)
     result = user_errors_exit_2(
         lambda: run_onboarding(
             cells=cells,

@@ -86,6 +86,14 @@ def _flag_shares(outputs: dict[str, np.ndarray], review: dict[str, Any], card: M
     }
 
 
+def _head_origin(adaptation: Adaptation, lab: LabEmbeddings) -> str:
+    if adaptation.head is None:
+        return "the base model's"
+    if lab.labels:
+        return "logistic regression refitted on the lab's labelled cells"
+    return "logistic regression refitted on the base model's surest predictions of the lab's cells (pseudo-labels)"
+
+
 def onboarded_graph(base: onnx.ModelProto, engine: OnnxRuntimeEngine, adaptation: Adaptation) -> onnx.ModelProto:
     statistics = read_statistics(base)
     if adaptation.head is None:
@@ -160,6 +168,7 @@ def onboard(
         base_classes=base_card.class_names,
         base_statistics=statistics,
         base_centroids=base_centroids(base),
+        unlabelled_probabilities=unlabelled.probabilities,
     )
     adaptation = adapt_to_lab(lab, settings)
     graph = onboarded_graph(base, engine, adaptation)
@@ -193,7 +202,7 @@ def onboard(
             "alignment": "embedding moved onto the base model's training-cell statistics (unlabelled cells)"
             if adaptation.lab_statistics is not None
             else ("not done: the base model records no embedding statistics" if statistics is None else "off"),
-            "head": "logistic regression refitted on the lab's labelled cells" if adaptation.head else "the base's",
+            "head": _head_origin(adaptation, lab),
             "classes": list(classes),
             "unknown_cell_threshold": "recalibrated on the lab's cells",
             "confidence_threshold": "recalibrated on the lab's labelled cells (out of fold)"

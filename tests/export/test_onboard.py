@@ -103,6 +103,17 @@ def test_unlabelled_cells_only_keep_the_classes_and_recalibrate_the_unknown_thre
     assert 0.05 <= report["shift"]["after"]["flagged_unknown_cell_type"] <= 0.15
 
 
+@pytest.mark.slow
+def test_pseudo_labels_refit_the_head_on_the_base_models_surest_predictions(lab: Path, tmp_path: Path) -> None:
+    result = invoke(app, "onboard", "--cells", lab / "unlabelled", "--pseudo-labels", 20, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "onboarding.json").read_text())
+    assert "pseudo-labels" in report["adapted"]["head"] and report["estimate_at_lab"] is None
+    assert 2 <= len(report["adapted"]["classes"]) <= 8
+    assert 0.05 <= report["shift"]["after"]["flagged_unknown_cell_type"] <= 0.15
+    assert report["parity_max_difference"] < 1e-4
+
+
 def test_unreadable_files_are_skipped_and_counted(lab: Path, tmp_path: Path) -> None:
     cells = tmp_path / "cells"
     shutil.copytree(lab / "unlabelled", cells, symlinks=True)

@@ -169,7 +169,7 @@ def test_few_pbc_test_cells_are_flagged_and_they_carry_the_errors(engine: OnnxRu
 
 
 @pytest.mark.slow
-def test_images_that_are_not_cells_are_flagged_out_of_distribution(engine: OnnxRuntimeEngine, tmp_path: Path) -> None:
+def test_images_that_are_not_cells_are_flagged_unknown(engine: OnnxRuntimeEngine, tmp_path: Path) -> None:
     from hema.export.review.non_cells import write_non_cell_images
 
     paths = write_non_cell_images(tmp_path / "not-cells", per_kind=6)
