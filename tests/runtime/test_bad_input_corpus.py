@@ -1,19 +1,26 @@
-"""A corpus of bad input beside real cells: every file gets exactly one row and no batch crashes (issue 5 item 4).
+"""A corpus of bad input beside real cells: every file gets exactly one row and no batch crashes (issue 5 item 4,
+issue 13).
 
 The corpus is generated, deterministically, next to a few real PBC cells copied in: an empty file, a truncated
 JPEG, a note named ``.jpg``, a PostScript file named ``.jpg`` and a GIF named ``.png`` (formats no cell image has,
 never decoded), an RGBA, a grey and a 16-bit PNG of real cells, a decompression bomb, images of
-nonsense size, a symlink loop, a dangling link, a file nobody may read and a file name that is not UTF-8.
-``hema-infer`` runs in a subprocess, as a lab runs it. Where the tests run as root, whom ``chmod 000`` does not
-stop, it runs as the unprivileged user 65534, or, where that user cannot reach the interpreter (a pyenv Python
-under ``/root``), as root without the capabilities that override file modes. So the corpus lives in a folder
-every user can enter: pytest's own temporary folders are private to their owner.
+nonsense size, a symlink loop, a dangling link, a file nobody may read, a named pipe and a unix socket named like
+cell images (never opened), a subfolder nobody may list, copies of real cells whose names start like spreadsheet
+formulas (``=``, ``+``, ``-``, ``@``) or hold terminal control characters (ESC, BEL), and a file name that is not
+UTF-8. The corpus is classified twice: by its absolute path, and as ``hema-infer classify .`` from inside the
+slide folder, where ``cells.csv`` names files by their bare names and a name that starts like a formula gets
+``'`` in front. ``hema-infer`` runs in a subprocess, as a lab runs it. Where the tests run as root, whom
+``chmod 000`` does not stop (on a file or on a folder), it runs as the unprivileged user 65534, or, where that user
+cannot reach the interpreter (a pyenv Python under ``/root``), as root without the capabilities that override
+file modes. So the corpus lives in a folder every user can enter: pytest's own temporary folders are private to
+their owner.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import struct
 import subprocess
@@ -52,7 +59,16 @@ BAD = {  # file -> what its error message must say
     "r_postscript.jpg": "EPS (Encapsulated Postscript) is not a cell image format",
     "s_gif.png": "GIF (Compuserve GIF) is not a cell image format",
 }
-ROWS = sorted([*CELLS, *VALID, *BAD])
+NOT_FILES = {  # what is never opened (a pipe would block), or cannot be listed -> its whole error message
+    "o_fifo.jpg": "cannot read image: named pipe (FIFO), not a file",
+    "t_socket.png": "cannot read image: socket, not a file",
+    "u_locked": "cannot read folder: permission denied",
+}
+LOCKED_CELL = "u_locked/a_cell.jpg"  # inside the folder nobody may list: a row of its own only where it is listed
+FORMULAS = {"+1.jpg": "basophil", "-1.jpg": "lymphocyte", "=1+1.jpg": "neutrophil", "@SUM(1).jpg": "platelet"}
+HOSTILE = "v_cell\x1b]0;owned\x07.jpg"  # an OSC sequence that sets a terminal's title, ended by BEL
+SHOWN = {HOSTILE: "v_cell\ufffd]0;owned\ufffd.jpg"}  # how cells.csv names it: control characters as U+FFFD
+ROWS = sorted([*CELLS, *VALID, *BAD, *NOT_FILES, *FORMULAS, HOSTILE])  # the order of a sorted walk
 SPEC = InputSpec(height=224, width=224)
 
 
@@ -81,6 +97,27 @@ def probabilities(row: dict[str, str]) -> np.ndarray:
     return np.array([float(value) for name, value in row.items() if name.startswith("p_")])
 
 
+def row_name(row: dict[str, str], slide: Path) -> str:
+    """The file a row of ``cells.csv`` is about, relative to ``slide`` (``u_locked/a_cell.jpg``).
+
+    One leading ``'`` (the spreadsheet guard) is dropped, as ``cells.csv``'s readers are told to; a path relative
+    to the folder classified is taken as it is, an absolute one relative to ``slide``.
+    """
+    text = row["path"][1:] if row["path"].startswith("'") else row["path"]
+    path = Path(text)
+    return (path.relative_to(slide) if path.is_absolute() else path).as_posix()
+
+
+def rows_by_name(out: Path, slide: Path) -> dict[str, dict[str, str]]:
+    return {row_name(row, slide): row for row in read_rows(out)}
+
+
+def expected_rows(reader: tuple[Reader | None, str]) -> list[str]:
+    """Every row's :func:`row_name`, in order: where nothing binds file modes, the locked folder is listed."""
+    listed = reader[0] is None
+    return [SHOWN.get(name, LOCKED_CELL if listed and name == "u_locked" else name) for name in ROWS]
+
+
 @pytest.fixture(scope="module")
 def workspace() -> Iterator[Path]:
     """A fresh folder every user can enter, removed afterwards."""
@@ -105,8 +142,8 @@ def sources(pbc_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def slide(workspace: Path, sources: dict[str, Path]) -> Path:
-    """One slide folder holding real cells, valid images of unusual kinds and bad files."""
+def slide(workspace: Path, sources: dict[str, Path]) -> Iterator[Path]:
+    """One slide folder holding real cells, valid images of unusual kinds, bad files and what is not a file."""
     folder = workspace / "corpus" / "slide_5"
     (folder / ".ipynb_checkpoints").mkdir(parents=True)
     for name, cell in CELLS.items():
@@ -134,12 +171,24 @@ def slide(workspace: Path, sources: dict[str, Path]) -> Path:
     rgb.save(folder / "r_postscript.jpg", "EPS")  # would be handed to Ghostscript if decoded
     rgb.save(folder / "s_gif.png", "GIF")
     (folder / "q_link_to_this_folder").symlink_to(".")
+    os.mkfifo(folder / "o_fifo.jpg")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(os.fspath(folder / "t_socket.png"))
+    server.listen()
+    (folder / "u_locked").mkdir()
+    shutil.copyfile(sources["basophil"], folder / LOCKED_CELL)
+    (folder / "u_locked").chmod(0)
+    for name, cell in FORMULAS.items():
+        shutil.copyfile(sources[cell], folder / name)
+    shutil.copyfile(sources["lymphocyte"], folder / HOSTILE)
     (folder / "notes.txt").write_text("stained 2024-03-02\n")
     shutil.copyfile(sources["basophil"], folder / ".hidden.jpg")
     shutil.copyfile(sources["basophil"], folder / ".ipynb_checkpoints" / "a_cell-checkpoint.jpg")
     for path in [workspace / "corpus", folder, folder / ".ipynb_checkpoints"]:
         path.chmod(0o755)
-    return folder
+    yield folder
+    server.close()
+    (folder / "u_locked").chmod(0o755)  # so that an unprivileged test session can remove it
 
 
 def _denied_by_chmod_000(reader: Reader, workspace: Path) -> str:
@@ -192,9 +241,19 @@ def reader(workspace: Path) -> tuple[Reader | None, str]:
     )
 
 
+def _in(folder: Path) -> tuple[str, ...]:
+    """A command prefix that runs the command in ``folder`` (``run_infer``'s ``cwd`` is also its ``HOME``)."""
+    return ("sh", "-c", 'cd "$0" && exec "$@"', os.fspath(folder))
+
+
 @pytest.fixture(scope="module")
 def runs(slide: Path, workspace: Path, reader) -> dict[int, tuple[subprocess.CompletedProcess, Path]]:
-    """The corpus classified at batch size 32 (with report.html) and 3 (without), bound by file modes."""
+    """The corpus classified at batch size 32 (with report.html) and 3 (without), bound by file modes.
+
+    At batch size 32 the slide folder is named by its absolute path; at 3 as ``.``, from inside it, so that
+    ``cells.csv`` names each file by its bare name. ``HOME`` stays the report folder either way: engines write
+    there (onnxruntime ``.cache/``, OpenVINO ``intel/``), and the corpus must stay as built.
+    """
     results = {}
     for batch_size in (32, 3):
         out = workspace / f"report_b{batch_size}"
@@ -202,25 +261,29 @@ def runs(slide: Path, workspace: Path, reader) -> dict[int, tuple[subprocess.Com
         out.chmod(0o777)  # the unprivileged user writes the reports
         html = [] if batch_size == 32 else ["--no-html"]
         started = reader[0] or Reader()
-        args = ["classify", slide, "--out", out, "--batch-size", batch_size, *html]
-        process = run_infer(*args, cwd=out, prefix=started.prefix, **started.keywords)
+        named, prefix = (slide, started.prefix) if batch_size == 32 else (Path("."), (*started.prefix, *_in(slide)))
+        args = ["classify", named, "--out", out, "--batch-size", batch_size, *html]
+        process = run_infer(*args, cwd=out, prefix=prefix, **started.keywords)
         results[batch_size] = (process, out)
     return results
 
 
 @pytest.mark.parametrize("batch_size", [32, 3])
-def test_every_file_has_exactly_one_row_in_order(runs, batch_size: int) -> None:
+def test_every_file_has_exactly_one_row_in_order(runs, slide: Path, reader, batch_size: int) -> None:
     process, out = runs[batch_size]
     assert "Traceback" not in process.stderr, process.stderr
-    names = [Path(row["path"]).name for row in read_rows(out)]
-    assert names == ROWS, process.stderr
-    assert {row["slide"] for row in read_rows(out)} == {"slide_5"}
+    names = [row_name(row, slide) for row in read_rows(out)]
+    assert names == expected_rows(reader), process.stderr
+    # the folder nobody may list is a slide of its own (a folder below the one given), as its cells would be
+    slides = {row_name(row, slide): row["slide"] for row in read_rows(out)}
+    assert slides.pop("u_locked" if "u_locked" in slides else LOCKED_CELL) == "u_locked"
+    assert set(slides.values()) == {"slide_5"}
 
 
 @pytest.mark.parametrize("batch_size", [32, 3])
-def test_bad_files_get_an_error_row_with_a_clear_one_line_reason(runs, reader, batch_size: int) -> None:
+def test_bad_files_get_an_error_row_with_a_clear_one_line_reason(runs, slide: Path, reader, batch_size: int) -> None:
     process, out = runs[batch_size]
-    rows = {Path(row["path"]).name: row for row in read_rows(out)}
+    rows = rows_by_name(out, slide)
     for name, expected in BAD.items():
         row = rows[name]
         if name == "n_unreadable.jpg" and reader[0] is None:
@@ -231,27 +294,77 @@ def test_bad_files_get_an_error_row_with_a_clear_one_line_reason(runs, reader, b
         assert f"{name}: {row['error']}" in process.stderr, f"{name} is not reported on stderr"
 
 
-def test_unreadable_file_is_refused(runs, reader) -> None:
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_pipes_sockets_and_a_folder_nobody_may_list_get_one_error_row_each(
+    runs, slide: Path, reader, batch_size: int
+) -> None:
+    """Never opened, so no hang: the run ends (``run_infer`` would time out), and each gets its reason."""
+    process, out = runs[batch_size]
+    rows = rows_by_name(out, slide)
+    for name, expected in NOT_FILES.items():
+        if name == "u_locked" and reader[0] is None:
+            continue  # root lists it; test_folder_nobody_may_list_is_refused says why
+        row = rows[name]
+        assert (row["status"], row["label"], row["confidence"], row["error"]) == ("error", "", "", expected), row
+        assert f"{name}: {expected}" in process.stderr, f"{name} is not reported on stderr"
+    assert LOCKED_CELL not in rows or reader[0] is None
+
+
+def test_unreadable_file_is_refused(runs, slide: Path, reader) -> None:
     if reader[0] is None:
         pytest.skip(f"running as root, where chmod 000 does not stop reads, and {reader[1]}")
-    row = {Path(row["path"]).name: row for row in read_rows(runs[32][1])}["n_unreadable.jpg"]
+    row = rows_by_name(runs[32][1], slide)["n_unreadable.jpg"]
     assert row["error"] == "cannot read image: permission denied"
 
 
+def test_folder_nobody_may_list_is_refused(runs, slide: Path, reader) -> None:
+    if reader[0] is None:
+        pytest.skip(f"running as root, where chmod 000 does not stop listing a folder, and {reader[1]}")
+    for batch_size in (32, 3):
+        row = rows_by_name(runs[batch_size][1], slide)["u_locked"]
+        assert (row["slide"], row["status"], row["error"]) == ("u_locked", "error", NOT_FILES["u_locked"]), row
+
+
 @pytest.mark.parametrize("batch_size", [32, 3])
-def test_real_cells_and_valid_unusual_images_are_classified(runs, batch_size: int) -> None:
+def test_real_cells_and_valid_unusual_images_are_classified(runs, slide: Path, batch_size: int) -> None:
     process, out = runs[batch_size]
-    rows = {Path(row["path"]).name: row for row in read_rows(out)}
-    for name in [*CELLS, *VALID]:
+    rows = rows_by_name(out, slide)
+    for name in [*CELLS, *VALID, *FORMULAS, SHOWN[HOSTILE]]:
         assert rows[name]["status"] == "ok" and rows[name]["error"] == "", rows[name]
         assert rows[name]["label"] and 0.0 < float(rows[name]["confidence"]) <= 1.0
-    for name, cell in CELLS.items():
+    for name, cell in {**CELLS, **FORMULAS, SHOWN[HOSTILE]: "lymphocyte"}.items():
         assert rows[name]["label"] == cell, (name, rows[name])
     # alpha is dropped as in training, so an RGBA copy is the cell itself; a 16-bit grey copy is not white
     assert rows["f_rgba.png"]["label"] == rows["c_cell.jpg"]["label"]
     np.testing.assert_allclose(probabilities(rows["f_rgba.png"]), probabilities(rows["c_cell.jpg"]), atol=2e-6)
     assert rows["h_grey16.png"]["label"] == rows["g_grey.png"]["label"]
     np.testing.assert_allclose(probabilities(rows["h_grey16.png"]), probabilities(rows["g_grey.png"]), atol=2e-6)
+
+
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_names_that_start_like_formulas_are_written_as_text(runs, slide: Path, batch_size: int) -> None:
+    """Classified ok; named by its bare name (``classify .``), its ``path`` gets ``'`` in front.
+
+    An absolute path starts with ``/`` and needs none; no other row's path gets one.
+    """
+    process, out = runs[batch_size]
+    paths = {row_name(row, slide): row["path"] for row in read_rows(out)}
+    for name in FORMULAS:
+        assert paths[name] == ("'" + name if batch_size == 3 else str(slide / name)), paths[name]
+    assert not [path for name, path in paths.items() if name not in FORMULAS and path.startswith("'")]
+
+
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_control_characters_in_a_file_name_are_never_written_raw(runs, batch_size: int) -> None:
+    """Not to the terminal, nor to the reports (the HTML page is written at batch size 32)."""
+    process, out = runs[batch_size]
+    printed = process.stdout + process.stderr
+    reports = [out / name for name in ("cells.csv", "summary.json", "report.html") if (out / name).is_file()]
+    assert len(reports) == (3 if batch_size == 32 else 2)
+    for raw in ("\x1b", "\x07"):
+        assert raw not in printed, f"raw {raw!r} printed:\n{printed!r}"
+        for report in reports:
+            assert raw not in report.read_text(encoding="utf-8"), f"raw {raw!r} in {report.name}"
 
 
 @pytest.mark.parametrize("batch_size", [32, 3])
@@ -262,9 +375,9 @@ def test_exit_code_is_1_and_the_reports_are_written(runs, batch_size: int) -> No
     assert (out / "report.html").is_file() == (batch_size == 32)
 
 
-def test_hidden_files_are_ignored_and_non_images_skipped(runs) -> None:
+def test_hidden_files_are_ignored_and_non_images_skipped(runs, slide: Path) -> None:
     process, out = runs[32]
-    names = {Path(row["path"]).name for row in read_rows(out)}
+    names = {Path(row_name(row, slide)).name for row in read_rows(out)}
     assert not {".hidden.jpg", "a_cell-checkpoint.jpg", "notes.txt", "q_link_to_this_folder"} & names
     assert "skipping 1 file(s)" in process.stderr
 
@@ -314,7 +427,18 @@ def test_a_file_name_that_is_not_utf8_gets_one_row(non_utf8_run) -> None:
 
 
 def test_corpus_files_are_what_they_claim(slide: Path) -> None:
-    """The corpus is what it claims: the bomb is tiny on disk, the loop a loop, the unreadable file mode 000."""
+    """The corpus is what it claims: the bomb is tiny on disk, the loop a loop, the unreadable file and folder
+    mode 000, the pipe a pipe, the socket a socket, the 16-bit PNG 16-bit, the hostile name hostile."""
     assert (slide / "i_bomb.png").stat().st_size < 100_000
     assert stat.S_IMODE((slide / "n_unreadable.jpg").stat().st_mode) == 0
     assert (slide / "l_loop_a.jpg").is_symlink() and not (slide / "l_loop_a.jpg").exists()
+    assert stat.S_ISFIFO((slide / "o_fifo.jpg").lstat().st_mode)
+    assert stat.S_ISSOCK((slide / "t_socket.png").lstat().st_mode)
+    assert stat.S_ISDIR((slide / "u_locked").lstat().st_mode)
+    assert stat.S_IMODE((slide / "u_locked").lstat().st_mode) == 0
+    with Image.open(slide / "h_grey16.png") as image:
+        assert image.mode == "I;16"
+    assert {"\x1b", "\x07"} <= set(HOSTILE) and (slide / HOSTILE).is_file()
+    assert sorted(os.listdir(slide)) == sorted(
+        [*ROWS, ".hidden.jpg", ".ipynb_checkpoints", "notes.txt", "q_link_to_this_folder"]
+    )
