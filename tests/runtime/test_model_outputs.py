@@ -38,7 +38,11 @@ FAST_WATCH = ("--once", "--settle", "0", "--poll-interval", "0.01", "--threads",
 
 
 def poison_black_images(model: Any, output: str, value: float) -> Any:
-    """Make the graph output ``output`` equal ``value`` for every all-black image, unchanged for other images.
+    """Make the graph output ``output`` equal ``value`` for every image uniform in each channel, unchanged for
+    other images.
+
+    The all-black image of the slide reaches the graph uniform whatever the model's view does to it (a uniform
+    image stays uniform through stain standardisation, the cell view and the resize).
 
     The tensor is renamed where it is made and read, so outputs computed from it (novelty from the embedding)
     stay as they were: only ``output`` itself turns non-finite.
@@ -55,7 +59,6 @@ def poison_black_images(model: Any, output: str, value: float) -> Any:
     rank = len(declared.type.tensor_type.shape.dim)
     graph.initializer.extend(
         [
-            numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int64), "poison_pixel_axes"),
             numpy_helper.from_array(np.array([1], dtype=np.int64), "poison_column_axis"),
             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "poison_zero"),
             numpy_helper.from_array(np.array(value, dtype=np.float32), "poison_value"),
@@ -65,8 +68,11 @@ def poison_black_images(model: Any, output: str, value: float) -> Any:
     graph.node.extend(
         [
             helper.make_node("Cast", ["image"], ["poison_pixels"], to=TensorProto.FLOAT),
-            helper.make_node("ReduceSum", ["poison_pixels", "poison_pixel_axes"], ["poison_total"], keepdims=0),
-            helper.make_node("Equal", ["poison_total", "poison_zero"], ["poison_black"]),
+            helper.make_node("ReduceMax", ["poison_pixels"], ["poison_brightest"], axes=[1, 2], keepdims=0),
+            helper.make_node("ReduceMin", ["poison_pixels"], ["poison_darkest"], axes=[1, 2], keepdims=0),
+            helper.make_node("Sub", ["poison_brightest", "poison_darkest"], ["poison_channel_ranges"]),
+            helper.make_node("ReduceMax", ["poison_channel_ranges"], ["poison_range"], axes=[1], keepdims=0),
+            helper.make_node("Equal", ["poison_range", "poison_zero"], ["poison_black"]),
             helper.make_node("Where", ["poison_black", "poison_value", "poison_zero"], ["poison_per_image"]),
             *(
                 [helper.make_node("Unsqueeze", ["poison_per_image", "poison_column_axis"], ["poison_per_row"])]
