@@ -52,6 +52,7 @@ class OnboardSettings:
         unknown_share: Share of the lab's known cells flagged ``unknown cell type``.
         target_unflagged_accuracy: Accuracy the cells not flagged for low confidence should reach.
         max_low_confidence_share: Most known cells the low-confidence flag may take.
+        min_low_confidence_share: Fewest known cells it takes (see :mod:`hema.export.review.thresholds`).
         folds: Folds of the out-of-fold estimates.
         bootstrap: Resamples of the balanced-accuracy interval.
         seed: Seed of the bootstrap.
@@ -64,7 +65,8 @@ class OnboardSettings:
     pseudo_labels_per_class: int = 0
     unknown_share: float = 0.10
     target_unflagged_accuracy: float = 0.95
-    max_low_confidence_share: float = 0.10
+    max_low_confidence_share: float = 0.20
+    min_low_confidence_share: float = 0.10
     folds: int = 5
     bootstrap: int = 2000
     seed: int = 0
@@ -237,7 +239,11 @@ def _fitted(lab: LabEmbeddings, settings: OnboardSettings, adaptation: Adaptatio
         class_centroids(features, labels, len(classes)),
         float(np.percentile(held.novelty, percentile)),
         confidence_threshold(
-            confidence, correct, settings.target_unflagged_accuracy, settings.max_low_confidence_share
+            confidence,
+            correct,
+            settings.target_unflagged_accuracy,
+            settings.max_low_confidence_share,
+            min_share=settings.min_low_confidence_share,
         ),
         _estimate(held.probabilities, labels, classes, settings),
     )

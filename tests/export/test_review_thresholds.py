@@ -24,6 +24,13 @@ def test_a_head_right_on_every_cell_flags_nothing() -> None:
     assert not (confidence < threshold).any()
 
 
+def test_a_minimum_share_is_flagged_however_accurate_the_rest() -> None:
+    confidence = np.linspace(0.3, 1.0, 200)
+    threshold = confidence_threshold(confidence, np.ones(200, bool), target=0.95, max_share=0.2, min_share=0.1)
+    assert (confidence < threshold).mean() == pytest.approx(0.1)
+    assert confidence[confidence < threshold].max() < confidence[confidence >= threshold].min()
+
+
 def test_the_threshold_keeps_the_most_cells_that_reach_the_target() -> None:
     rng = np.random.default_rng(0)
     confidence = rng.uniform(0.3, 1.0, 2000)
@@ -78,7 +85,8 @@ def test_held_back_predictions_and_the_card_entry() -> None:
     assert entry["held_back"]["cells"] == 90 and entry["held_back"]["split"] == "train"
     assert entry["novelty_threshold"] == pytest.approx(np.percentile(held.novelty, 90))
     assert 0.08 <= entry["held_back"]["flagged_unknown_cell_type"] <= 0.12
-    assert entry["held_back"]["flagged_low_confidence"] <= ReviewSettings().max_flagged_share
+    settings = ReviewSettings()
+    assert settings.min_flagged_share <= entry["held_back"]["flagged_low_confidence"] <= settings.max_flagged_share
 
 
 def test_few_shot_heads_are_refitted_on_draws_and_tiny_classes_are_refused() -> None:
