@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["open_in_place", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["fsync_folder", "open_in_place", "write_bytes_atomic", "write_text_atomic"]
 
 _READABLE_BY_ALL = 0o666
 
@@ -73,3 +73,17 @@ def open_in_place(path: Path) -> TextIO:
         os.close(descriptor)
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make renames and new entries in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from hema.runtime.classify import CellResult
-from hema.runtime.reports.atomic_files import open_in_place, write_text_atomic
+from hema.runtime.reports.atomic_files import fsync_folder, open_in_place, write_text_atomic
 from hema.runtime.reports.output_lock import OutputError, lock_output
 from hema.runtime.reports.tables import CsvCellWriter
 
@@ -93,9 +93,9 @@ def finish_commit(out: Path) -> bool:
             (out / name).unlink(missing_ok=True)  # the previous run's page, not made again (--no-html)
         elif os.path.lexists(staged := partial_path(out, name)):
             os.replace(staged, out / name)
-    _fsync_folder(out)
+    fsync_folder(out)
     record.unlink()
-    _fsync_folder(out)
+    fsync_folder(out)
     return True
 
 
@@ -154,7 +154,7 @@ class StagedReports:
             with _signals_held():
                 write_text_atomic(self.out / COMMIT_NAME, "\n".join(names) + "\n")
                 self._recorded = True
-                _fsync_folder(self.out)
+                fsync_folder(self.out)
                 finish_commit(self.out)
         except OSError as error:
             raise OutputError(f"cannot move the reports into place in {self.out}: {error}") from error
@@ -200,17 +200,3 @@ def _signals_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make renames in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

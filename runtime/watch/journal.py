@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from hema.runtime.classify import CellResult, slide_of
+from hema.runtime.reports.atomic_files import fsync_folder
 from hema.runtime.watch.arrivals import Signature
 from hema.runtime.watch.model_identity import JOURNAL_FORMAT, ModelIdentity
 
@@ -175,7 +176,7 @@ class Journal:
         try:
             _lock(descriptor, path)
             if created:
-                _fsync_folder(path.parent)
+                fsync_folder(path.parent)
             records, repaired = _read_and_repair(descriptor, path, model)
         except BaseException:
             os.close(descriptor)
@@ -352,8 +353,8 @@ def set_aside(path: Path, folder: Path, companions: Sequence[Path] = ()) -> bool
         for companion in companions:
             if companion.is_file():
                 os.rename(companion, folder / companion.name)
-        _fsync_folder(folder)
-        _fsync_folder(path.parent)
+        fsync_folder(folder)
+        fsync_folder(path.parent)
     finally:
         os.close(descriptor)
     return True
@@ -369,17 +370,3 @@ def _lock(descriptor: int, path: Path) -> None:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         raise JournalError(f"{path} is in use by another hema-infer watch writing to the same folder") from error
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a new file's directory entry durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
