@@ -14,10 +14,11 @@ What is calibrated (the runtime side is :mod:`hema.runtime.review`):
   correct.
 * **Novelty threshold**: the ``novelty_percentile`` (90th) percentile of the held-back cells' out-of-fold
   novelty, so about 10 % of cells like the training cells are flagged ``unknown cell type``. The share is set for
-  the cell a hematologist must never see named: a blast or another type the model has no class for. Measured by
-  leaving each class out of fine-tuning and of the head (``benchmarks/unknown_cells.py``), a threshold that
-  flags 1 % of known cells catches too few of the unknown ones; hema's lab workflow verifies every cell anyway,
-  so flags order the review rather than add to it. ``hema-train onboard`` recalibrates the share at a lab.
+  the cell a hematologist must never see named: a blast or another type the model has no class for. It catches
+  cells far from every class (another lab's, non-cells: ROC AUC 0.97-1.0) but few near unknowns (a class left out
+  of fine-tuning, ``benchmarks/unknown_cells.py``: mean AUROC 0.64), which the confidence flag catches better;
+  hema's lab workflow verifies every cell anyway, so flags order the review rather than add to it.
+  ``hema-train onboard`` recalibrates the share at a lab.
 
 The card entry also records what the flags did to the held-back cells and to deterministic non-cell images
 (:mod:`hema.export.review.non_cells`), as a check a person can read with ``hema-infer info``.
