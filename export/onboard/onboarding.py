@@ -23,7 +23,7 @@ from onnx.utils import Extractor
 import hema
 from hema.cli_support import command_line
 from hema.export.fused_model import backbone_graph, save_fused_model
-from hema.export.graph.alignment import insert_alignment, read_statistics, write_statistics
+from hema.export.graph.alignment import EmbeddingStatistics, insert_alignment, read_statistics, write_statistics
 from hema.export.graph.fuse import attach_card, fuse_backbone_and_head, read_card
 from hema.export.graph.head import head_engines, head_to_onnx
 from hema.export.graph.novelty import attach_novelty
@@ -33,6 +33,7 @@ from hema.runtime.card import ModelCard
 from hema.runtime.engines.base import EMBEDDING_OUTPUT, NOVELTY_OUTPUT, PROBABILITIES_OUTPUT
 from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.manifest import read_artifact
+from hema.runtime.preprocessing import load_cell_image
 from hema.runtime.review import ReviewPolicy
 from hema.train.fewshot.features import FeatureExtractor
 
@@ -109,11 +110,11 @@ def onboarded_graph(base: onnx.ModelProto, engine: OnnxRuntimeEngine, adaptation
     return write_statistics(model, statistics) if statistics is not None else model
 
 
-def _check_parity(path: Path, base_cells: EmbeddedCells, adaptation: Adaptation, onto: Any) -> float:
+def _check_parity(
+    path: Path, base_cells: EmbeddedCells, adaptation: Adaptation, onto: EmbeddingStatistics | None
+) -> float:
     """Largest difference between the written model and numpy (alignment, then the head) on the lab's cells."""
     engine = OnnxRuntimeEngine(path)
-    from hema.runtime.preprocessing import load_cell_image
-
     paths = base_cells.paths[:_PARITY_CELLS]
     outputs = engine.run(np.stack([load_cell_image(p, engine.card.input) for p in paths]))
     expected = adaptation.align(base_cells.embeddings[: len(paths)], onto)
