@@ -18,7 +18,7 @@ Given the base model's embeddings of a lab's unlabelled cells (and, optionally, 
    so the share of known cells flagged is then at most ``unknown_share``).
 4. **Confidence threshold**: with labels, re-chosen on out-of-fold predictions of the labelled cells by the
    export's rule (:func:`hema.export.review.thresholds.confidence_threshold`); without, the base model's.
-5. **Estimate**: with labels, out-of-fold (``folds``-fold) recall per class with its Wilson 95 % interval and
+5. **Estimate**: with labels, out-of-fold (``review.folds``-fold) recall per class with its Wilson 95 % interval and
    balanced accuracy with a bootstrap 95 % interval: what so few labels can and cannot say.
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 from hema.export.graph.alignment import EmbeddingStatistics
 from hema.export.graph.novelty import class_centroids, novelty_scores
 from hema.export.review.out_of_fold import held_back_predictions
-from hema.export.review.thresholds import confidence_threshold
+from hema.export.review.thresholds import ReviewSettings, confidence_threshold
 from hema.train.fewshot.heads import FittedHead, HeadConfig, fit_head
 
 __all__ = ["Adaptation", "LabEmbeddings", "OnboardSettings", "adapt_to_lab", "wilson_interval"]
@@ -49,11 +49,9 @@ class OnboardSettings:
         head_c: Inverse regularisation of the logistic-regression head.
         pseudo_labels_per_class: Without labelled cells: refit the head on the base model's most confident
             predictions of the lab's unlabelled cells, up to this many per class (0: keep the base head).
-        unknown_share: Share of the lab's known cells flagged ``unknown cell type``.
-        target_unflagged_accuracy: Accuracy the cells not flagged for low confidence should reach.
-        max_low_confidence_share: Most known cells the low-confidence flag may take.
-        min_low_confidence_share: Fewest known cells it takes (see :mod:`hema.export.review.thresholds`).
-        folds: Folds of the out-of-fold estimates.
+        review: The review-flag rules, the export's own (:class:`hema.export.review.thresholds.ReviewSettings`):
+            the novelty percentile that sets the share of known cells flagged ``unknown cell type``, the
+            low-confidence target and shares, the folds of the out-of-fold estimates.
         bootstrap: Resamples of the balanced-accuracy interval.
         seed: Seed of the bootstrap.
     """
@@ -63,13 +61,14 @@ class OnboardSettings:
     align: bool = False
     head_c: float = 1.0
     pseudo_labels_per_class: int = 0
-    unknown_share: float = 0.10
-    target_unflagged_accuracy: float = 0.95
-    max_low_confidence_share: float = 0.20
-    min_low_confidence_share: float = 0.10
-    folds: int = 5
+    review: ReviewSettings = ReviewSettings()
     bootstrap: int = 2000
     seed: int = 0
+
+    @property
+    def unknown_share(self) -> float:
+        """Share of the lab's known cells flagged ``unknown cell type`` (from the novelty percentile)."""
+        return round(1.0 - self.review.novelty_percentile / 100.0, 6)
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ def _estimate(
         for name, hits in zip(classes, hits_by_class)
     }
     return {
-        "method": f"{settings.folds}-fold out-of-fold predictions on the labelled cells (each scored by a head "
+        "method": f"{settings.review.folds}-fold out-of-fold predictions on the labelled cells (each scored by a head "
         "fitted without it); recall intervals: Wilson 95 %; balanced accuracy interval: class-stratified "
         f"bootstrap ({settings.bootstrap} resamples) 95 %",
         "balanced_accuracy": float(np.mean([hits.mean() for hits in hits_by_class])),
@@ -191,7 +190,7 @@ def adapt_to_lab(lab: LabEmbeddings, settings: OnboardSettings | None = None) ->
         lab_statistics = EmbeddingStatistics.of(lab.unlabelled)
     adaptation = Adaptation(lab_statistics, None, None, 0.0, None, None)
     unlabelled = adaptation.align(lab.unlabelled, lab.base_statistics)
-    percentile = 100.0 * (1.0 - settings.unknown_share)
+    percentile = settings.review.novelty_percentile
     if not lab.labels and settings.pseudo_labels_per_class and lab.unlabelled_probabilities is not None:
         fitted = _fitted(_pseudo_labelled(lab, settings), settings, adaptation, percentile)
         novelty = novelty_scores(unlabelled, fitted.centroids)  # all the lab's cells, not only the surest
@@ -230,7 +229,7 @@ def _fitted(lab: LabEmbeddings, settings: OnboardSettings, adaptation: Adaptatio
     features = adaptation.align(lab.labelled[keep], lab.base_statistics)
     labels = np.array([classes.index(name) for name, kept in zip(lab.labels, keep) if kept], dtype=np.int64)
     head = fit_head(features, labels, classes, HeadConfig(kind="lr", c=settings.head_c))
-    held = held_back_predictions(features, labels, head, settings.folds)
+    held = held_back_predictions(features, labels, head, settings.review.folds)
     confidence = held.probabilities.max(axis=1)
     correct = held.probabilities.argmax(axis=1) == labels
     return Adaptation(
@@ -241,9 +240,9 @@ def _fitted(lab: LabEmbeddings, settings: OnboardSettings, adaptation: Adaptatio
         confidence_threshold(
             confidence,
             correct,
-            settings.target_unflagged_accuracy,
-            settings.max_low_confidence_share,
-            min_share=settings.min_low_confidence_share,
+            settings.review.target_unflagged_accuracy,
+            settings.review.max_flagged_share,
+            min_share=settings.review.min_flagged_share,
         ),
         _estimate(held.probabilities, labels, classes, settings),
     )

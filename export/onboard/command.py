@@ -64,9 +64,14 @@ def onboard(
     from hema.export.onboard.adaptation import OnboardSettings
     from hema.export.onboard.onboarding import onboard as run_onboarding
     from hema.export.onboard.report import write_onboarding_report
+    from hema.export.review.thresholds import ReviewSettings
     from hema.runtime.default_model import resolve_model_path
 
-    settings = OnboardSettings(unknown_share=unknown_share, align=align, pseudo_labels_per_class=pseudo_labels)
+    settings = OnboardSettings(
+        align=align,
+        pseudo_labels_per_class=pseudo_labels,
+        review=ReviewSettings(novelty_percentile=100.0 * (1.0 - unknown_share)),
+    )
     result = user_errors_exit_2(
         lambda: run_onboarding(
             cells=cells,

@@ -10,7 +10,7 @@ against the numpy computation of the same decisions (:func:`_check_parity`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ def onboard(
         },
         "shift": {"before": before, "after": after},
         "estimate_at_lab": adaptation.estimate,
-        "settings": {key: value for key, value in vars(settings).items()},
+        "settings": asdict(settings),
     }
     card = replace(
         card,
