@@ -9,6 +9,7 @@ cannot pass silently.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,15 @@ def pbc_test_split(pbc_dir: Path):
     from hema.train.data.folders import find_labelled_images
 
     return find_labelled_images(pbc_dir, "test")
+
+
+@pytest.fixture()
+def model_copy(tmp_path: Path) -> Path:
+    """The embedded default model and its manifest, copied (for tests that damage or edit a model)."""
+    from hema.runtime.default_model import DEFAULT_MODEL_PATH
+    from hema.runtime.manifest import manifest_path
+
+    path = tmp_path / "cells.onnx"
+    shutil.copyfile(DEFAULT_MODEL_PATH, path)
+    shutil.copyfile(manifest_path(DEFAULT_MODEL_PATH), manifest_path(path))
+    return path

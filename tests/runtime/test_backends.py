@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -20,14 +19,6 @@ from hema.runtime.manifest import manifest_path, write_manifest
 from hema.runtime.reports.atomic_files import write_text_atomic
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def model_copy(tmp_path: Path) -> Path:
-    path = tmp_path / "cells.onnx"
-    shutil.copyfile(DEFAULT_MODEL_PATH, path)
-    shutil.copyfile(manifest_path(DEFAULT_MODEL_PATH), manifest_path(path))
-    return path
 
 
 def test_auto_prefers_openvino_for_onnx_when_installed() -> None:

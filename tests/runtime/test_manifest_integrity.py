@@ -31,15 +31,6 @@ DEFAULT_BYTES = DEFAULT_MODEL_PATH.read_bytes()
 DEFAULT_ENTRY = {"sha256": hashlib.sha256(DEFAULT_BYTES).hexdigest(), "bytes": len(DEFAULT_BYTES)}
 
 
-@pytest.fixture()
-def model_copy(tmp_path: Path) -> Path:
-    """The default model and its manifest, copied."""
-    path = tmp_path / "cells.onnx"
-    shutil.copyfile(DEFAULT_MODEL_PATH, path)
-    shutil.copyfile(manifest_path(DEFAULT_MODEL_PATH), manifest_path(path))
-    return path
-
-
 def write_manifest_document(artifact: Path, document: Any) -> None:
     """Write ``document`` as ``artifact``'s manifest (JSON unless it is already text or bytes)."""
     if isinstance(document, str):
