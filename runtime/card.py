@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["CARD_METADATA_KEY", "CARD_SCHEMA_VERSION", "InputSpec", "ModelCard"]
 
 CARD_METADATA_KEY = "hema.model_card"
-CARD_SCHEMA_VERSION = 2
+CARD_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class InputSpec:
             ``cell_context`` times the white cell's size, centred on it (:func:`hema.runtime.cell_view.cell_view`;
             implies a standardised stain).
         cell_context: Crop side as a multiple of the cell's larger side, for ``view="cell"``.
+        decode_min_side: Reduced decoding (:func:`hema.runtime.preprocessing.decode_cell_image`): an image whose
+            shorter side, halved, still has at least this many pixels is decoded at half size (a JPEG in
+            libjpeg-turbo's DCT domain, any other format by 2x2 averaging) before the view and the resize;
+            0 decodes every image in full.
         mean: Per-channel mean (0-1 scale) subtracted inside the graph. Informational: the runtime never
             normalises, the graph does.
         std: Per-channel standard deviation (0-1 scale) divided inside the graph. Informational.
@@ -46,6 +50,7 @@ class InputSpec:
     stain: str = "as-is"
     view: str = "image"
     cell_context: float = 2.0
+    decode_min_side: int = 0
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     layout: str = "NHWC"

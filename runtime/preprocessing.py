@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from hema.runtime.card import InputSpec
 from hema.runtime.cell_view import cell_view, standardise_stain
+from hema.runtime.jpeg_decoding import JPEG_MAGIC, colour_jpeg_size, decode_colour_jpeg, reduction_factor
 
 __all__ = [
     "CELL_IMAGE_FORMATS",
@@ -32,6 +33,7 @@ __all__ = [
     "ImageTooLargeError",
     "UnsupportedImageFormatError",
     "check_image_size",
+    "decode_cell_image",
     "detected_image_format",
     "STAIN_RULES",
     "VIEW_RULES",
@@ -247,25 +249,52 @@ def open_cell_image(path: str | Path) -> Image.Image:
     return image
 
 
-def load_cell_image(path: str | Path, spec: InputSpec) -> np.ndarray:
-    """Decode an image file fully and resize it for the model.
+def decode_cell_image(path: str | Path, min_side: int = 0) -> Image.Image:
+    """Decode an image file to 8-bit RGB, at half size when its shorter side halved is still ``min_side`` pixels.
 
-    The header is read first (:func:`open_cell_image`): a file in another format than a cell image's, or larger
-    than a cell image can be, is refused before its pixels are decoded. A 16-bit image's own pixels are freed as
-    soon as it is scaled to 8 bits, before its RGB copy is made, so that it needs little more memory than an 8-bit
-    image of its size (``benchmarks/decode_memory.py``).
+    The one decoder of cell images: classification, export parity checks and training all decode through it, so a
+    model always sees a file's pixels as it was trained on them. A three-channel colour JPEG is decoded by
+    libjpeg-turbo (:mod:`hema.runtime.jpeg_decoding`; halved in the DCT domain); any other file by Pillow
+    (:func:`to_rgb`; halved by averaging each 2x2 block, ``Image.reduce(2)``). The header is read first, and the
+    size it declares checked (:func:`check_image_size`; :func:`open_cell_image` for the files Pillow decodes).
+    A 16-bit image's own pixels are freed as soon as it is scaled to 8 bits, before
+    its RGB copy is made, so that it needs little more memory than an 8-bit image of its size
+    (``benchmarks/decode_memory.py``).
+
+    Args:
+        path: The image file.
+        min_side: The model's :attr:`~hema.runtime.card.InputSpec.decode_min_side` (0: always in full).
 
     Raises:
         UnsupportedImageFormatError: If the file is an image in a format that is not a cell image format.
         ImageTooLargeError: If the header declares too many pixels (a decompression bomb, a nonsense size).
         OSError: If the file cannot be read or is not a complete image (zero-byte, truncated, not an image,
             permission denied, a symlink loop).
+    """
+    with open(path, "rb") as stream:
+        data = stream.read(len(JPEG_MAGIC))
+        if data == JPEG_MAGIC:
+            data += stream.read()
+    if size := colour_jpeg_size(data):
+        check_image_size(size)
+        return Image.fromarray(decode_colour_jpeg(data, size, reduction_factor(size, min_side)), "RGB")
+    with open_cell_image(path) as image:
+        factor = reduction_factor(image.size, min_side)
+        image.load()
+        if image.mode in _SIXTEEN_BIT_MODES:
+            eight_bit = to_eight_bit(image)
+            image.close()  # frees the 16-bit pixels (leaving the with block only closes the file)
+            rgb = to_rgb(eight_bit)
+        else:
+            rgb = to_rgb(image)
+    return rgb.reduce(factor) if factor > 1 else rgb
+
+
+def load_cell_image(path: str | Path, spec: InputSpec) -> np.ndarray:
+    """Decode an image file (:func:`decode_cell_image`) and resize it for the model (:func:`resize_cell_image`).
+
+    Raises:
+        UnsupportedImageFormatError, ImageTooLargeError, OSError: As :func:`decode_cell_image`.
         ValueError: As :func:`resize_cell_image`.
     """
-    with open_cell_image(path) as image:
-        image.load()
-        if image.mode not in _SIXTEEN_BIT_MODES:
-            return resize_cell_image(image, spec)
-        eight_bit = to_eight_bit(image)
-        image.close()  # frees the 16-bit pixels (leaving the with block only closes the file)
-    return resize_cell_image(eight_bit, spec)
+    return resize_cell_image(decode_cell_image(path, spec.decode_min_side), spec)

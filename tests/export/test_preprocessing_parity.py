@@ -77,6 +77,15 @@ def test_real_cells_stain_and_cell_view_bit_for_bit(real_images: list[Path], siz
         _assert_identical(*_both(path, size, "bilinear", **view), size)
 
 
+@pytest.mark.parametrize("min_side", (96, 128, 180))
+def test_reduced_decoding_bit_for_bit(real_images: list[Path], min_side: int) -> None:
+    """Half-size decoding (libjpeg-turbo's DCT scaling) is the same in training and at the microscope, and it does
+    halve the larger cells: both sides decode through one function, whatever the rule halves."""
+    view = {"stain": "standardised", "view": "cell", "decode_min_side": min_side}
+    for path in real_images:
+        _assert_identical(*_both(path, 128, "bilinear", **view), 128)
+
+
 def test_cell_view_is_not_the_whole_image(real_images: list[Path]) -> None:
     """Guard: the cell view parity above compares crops, which differ from the whole image's resize."""
     whole, _ = _both(real_images[0], 160, "bilinear", stain="standardised")

@@ -61,10 +61,16 @@ def adapt_mdd(config: AdaptConfig) -> Path:
     backbone = create_backbone(config.backbone, config.arch, image_size=config.image_size)
     augment = CellAugmentation(config.image_size, view=backbone.info.input_spec())  # the backbone's own view
     source_loader, source_sampler = _loader(
-        AugmentedCells(source.paths, augment, source.labels, config.seed), config, context
+        AugmentedCells(
+            source.paths, augment, source.labels, config.seed, decode_min_side=backbone.info.decode_min_side
+        ),
+        config,
+        context,
     )
     target_loader, target_sampler = _loader(
-        AugmentedCells(target.paths, augment, seed=config.seed + 1), config, context
+        AugmentedCells(target.paths, augment, seed=config.seed + 1, decode_min_side=backbone.info.decode_min_side),
+        config,
+        context,
     )
 
     grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=0.1, max_iters=config.grl_max_iters)

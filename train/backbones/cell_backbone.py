@@ -47,11 +47,13 @@ class ViewRules:
         stain: ``"as-is"`` or ``"standardised"``.
         view: ``"image"`` (the whole image) or ``"cell"`` (the cell view; implies a standardised stain).
         cell_context: The cell view's crop side as a multiple of the cell's size.
+        decode_min_side: Reduced decoding (:attr:`hema.runtime.card.InputSpec.decode_min_side`; 0: full size).
     """
 
     stain: str = "as-is"
     view: str = "image"
     cell_context: float = 2.0
+    decode_min_side: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class BackboneInfo:
         stain: The stain rule of the images it was trained on (:class:`~hema.runtime.card.InputSpec`).
         view: The view rule of the images it was trained on (``"image"`` or ``"cell"``).
         cell_context: The cell view's crop side as a multiple of the cell's size.
+        decode_min_side: Reduced decoding of the images it was trained on (0: full size).
     """
 
     arch: str
@@ -79,6 +82,7 @@ class BackboneInfo:
     stain: str = "as-is"
     view: str = "image"
     cell_context: float = 2.0
+    decode_min_side: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +95,7 @@ class BackboneInfo:
             stain=self.stain,
             view=self.view,
             cell_context=self.cell_context,
+            decode_min_side=self.decode_min_side,
             mean=self.mean,
             std=self.std,
         )
@@ -204,6 +209,7 @@ def create_backbone(
         stain=recorded.get("stain", "as-is"),
         view=recorded.get("view", "image"),
         cell_context=float(recorded.get("cell_context", 2.0)),
+        decode_min_side=int(recorded.get("decode_min_side", 0)),
     )
     info = BackboneInfo(
         arch=name,
@@ -215,5 +221,6 @@ def create_backbone(
         stain=view.stain,
         view=view.view,
         cell_context=view.cell_context,
+        decode_min_side=view.decode_min_side,
     )
     return CellBackbone(model, info).eval()

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from hema.runtime.preprocessing import decode_cell_image
 from hema.train.data.sampling import SampleKey, sample_seed
 
 __all__ = ["AugmentedCells"]
@@ -29,6 +30,8 @@ class AugmentedCells(Dataset):
         augment: PIL RGB image -> tensor (or list of tensors, for multi-crop).
         labels: Integer label per file, or ``None`` for unlabelled cells.
         seed: Run seed.
+        decode_min_side: Reduced decoding, as the model's runtime will decode
+            (:func:`hema.runtime.preprocessing.decode_cell_image`; 0: full size).
     """
 
     def __init__(
@@ -37,19 +40,21 @@ class AugmentedCells(Dataset):
         augment: Callable[[Image.Image], Any],
         labels: Sequence[int] | None = None,
         seed: int = 0,
+        *,
+        decode_min_side: int = 0,
     ) -> None:
         self.paths = list(paths)
         self.augment = augment
         self.labels = None if labels is None else [int(label) for label in labels]
         self.seed = seed
+        self.decode_min_side = decode_min_side
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, key: SampleKey) -> Any:
         index, epoch = key
-        with Image.open(self.paths[index]) as image:
-            rgb = image.convert("RGB")
+        rgb = decode_cell_image(self.paths[index], self.decode_min_side)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index))
             views = self.augment(rgb)

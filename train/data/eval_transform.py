@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 from hema.runtime.card import InputSpec
-from hema.runtime.preprocessing import open_cell_image, prepare_view
+from hema.runtime.preprocessing import decode_cell_image, prepare_view
 
 __all__ = ["INTERPOLATION_MODES", "eval_transform", "load_eval_image"]
 
@@ -39,5 +39,4 @@ def eval_transform(spec: InputSpec) -> Callable[[Image.Image], torch.Tensor]:
 
 def load_eval_image(path: str | Path, spec: InputSpec) -> torch.Tensor:
     """Decode ``path`` and apply :func:`eval_transform`."""
-    with open_cell_image(path) as image:  # the runtime's formats and size limits
-        return eval_transform(spec)(image)
+    return eval_transform(spec)(decode_cell_image(path, spec.decode_min_side))  # the runtime's own decoder

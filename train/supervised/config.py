@@ -47,6 +47,12 @@ class SupervisedConfig(RunSettings):
         help="What the model sees: image (the whole crop) or cell (a stain-standardised square around the cell).",
     )
     cell_context: float = setting(2.0, min=1, help="Cell view: crop side as a multiple of the cell's size.")
+    decode_min_side: int = setting(
+        0,
+        min=0,
+        help="Decode at half size (JPEG: in libjpeg-turbo's DCT domain) every image whose shorter side, halved, "
+        "keeps at least this many pixels; 0: full size. Recorded in the model: hema-infer decodes the same way.",
+    )
     lab_shift: bool = setting(
         False, help="Augment with random lab differences (stain, lamp, focus, magnification, JPEG)."
     )

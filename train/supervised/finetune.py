@@ -66,13 +66,22 @@ def train_supervised(config: SupervisedConfig) -> Path:
     weights = inverse_frequency_weights(train_labels, classes)
 
     view = ViewRules(
-        stain="standardised" if config.view == "cell" else "as-is", view=config.view, cell_context=config.cell_context
+        stain="standardised" if config.view == "cell" else "as-is",
+        view=config.view,
+        cell_context=config.cell_context,
+        decode_min_side=config.decode_min_side,
     )
     backbone = create_backbone(config.backbone, config.arch, image_size=config.image_size, view=view)
     augment = CellAugmentation(
         config.image_size, view=backbone.info.input_spec(), lab_shift=LabShift() if config.lab_shift else None
     )
-    dataset = AugmentedCells([cells.paths[i] for i in train_index], augment, train_labels, config.seed)
+    dataset = AugmentedCells(
+        [cells.paths[i] for i in train_index],
+        augment,
+        train_labels,
+        config.seed,
+        decode_min_side=backbone.info.decode_min_side,
+    )
     sample_weights = weights[train_labels] if config.balance == "sampler" else None
     sampler = GlobalBatchSampler(
         len(dataset), config.batch_size, config.seed, context.rank, context.world_size, sample_weights
