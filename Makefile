@@ -6,7 +6,7 @@ STAMP := $(VENV)/.hema-installed
 HEMA_DATA ?= ../shared/data/pbc
 DEFAULT_MODEL := runtime/models/hema-default.onnx
 
-.PHONY: install browser demo test test-fast review-page-png default-model dino-cpu mdd-cpu edge-models bench clean
+.PHONY: install browser demo test test-fast review-page-png verification-page-png default-model dino-cpu mdd-cpu edge-models bench clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ test-fast: install browser
 # The README's screenshot of report.html: the browser test's page (real cells, two slides, one unreadable file).
 review-page-png: install browser
 	HEMA_REVIEW_PAGE_PNG=docs/review-page.png $(BIN)/python -m pytest -q tests/runtime/test_html_report.py -k chromium
+
+# The README's screenshot of the verification app (hema-infer review): its browser test's page (real cells).
+verification-page-png: install browser
+	HEMA_VERIFY_PAGE_PNG=docs/verification-page.png $(BIN)/python -m pytest -q tests/runtime/test_verification_browser.py
 
 # The default model: EfficientNet-Lite0 fine-tuned from ImageNet on the train splits of both labs (PBC and BCCD) on
 # the cell view (stain-standardised, centred on the cell) with lab-shift augmentation, first 8 epochs at 160 px,

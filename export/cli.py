@@ -21,8 +21,8 @@ from hema.cli_support import (
     split_option,
     user_errors_exit_2,
 )
-from hema.export.precision.gate import AgreementGate
 from hema.export.precision.targets import OpenVinoPrecision, TensorRtPrecision
+from hema.runtime.engines.precision_gate import AgreementGate
 from hema.train.data.folders import Split
 
 if TYPE_CHECKING:

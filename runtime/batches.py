@@ -79,11 +79,11 @@ def decode_or_reason(path: Path, spec: InputSpec) -> np.ndarray | str:
 
 
 def decoded_batches(
-    files: Sequence[Path], spec: InputSpec, *, batch_size: int = 32, decode_threads: int = 4
+    files: Sequence[Path], spec: InputSpec, *, batch_size: int = 32, decode_threads: int = 1
 ) -> Iterator[DecodedBatch]:
     """Yield ``(paths, images)`` per batch; each image is a ``uint8`` array or the reason it is missing.
 
-    Pillow releases the GIL while decoding, so ``decode_threads`` threads decode the next batch while the caller runs
+    ``decode_threads`` threads decode the next batch while the caller runs
     the model on this one. At most two batches are held in memory, however many files there are.
     """
     if batch_size < 1:

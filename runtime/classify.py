@@ -67,7 +67,7 @@ def classify_files(
     files: Sequence[Path],
     *,
     batch_size: int = 32,
-    decode_threads: int = 4,
+    decode_threads: int = 1,
     slides: Mapping[Path, str] | None = None,
     unreadable: Mapping[Path, str] | None = None,
     on_batch: Callable[[int], None] | None = None,

@@ -34,10 +34,20 @@ from hema.runtime.engines.backends import BACKENDS, open_engine
 from hema.runtime.engines.base import Engine, ModelError
 from hema.runtime.exit_codes import exit_codes
 from hema.runtime.manifest import manifest_path
+from hema.runtime.politeness import ThreadBudget, lower_priority
 from hema.runtime.reports.run_output import StagedReports, claim_output
 from hema.runtime.reports.tables import format_summary
 from hema.runtime.review import ReviewPolicy
 from hema.runtime.terminal import terminal_safe
+from hema.runtime.verification.settings import (
+    DEFAULT_EXTRA_CLASSES,
+    DEFAULT_HOST,
+    DEFAULT_TARGET,
+    ReviewError,
+    ReviewSettings,
+    default_user,
+    read_extra_classes,
+)
 from hema.runtime.watch.journal import JournalError
 from hema.runtime.watch.watcher import JOURNAL_NAME, StopFlag, WatchSettings, stop_on_signals, watch_folder
 
@@ -61,9 +71,33 @@ BackendOption = Annotated[
     ),
 ]
 BatchSizeOption = Annotated[int, batch_size_option("Images per model call.")]
-DecodeThreadsOption = Annotated[int, typer.Option(min=1, help="Threads decoding images.")]
+DecodeThreadsOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Threads decoding images and making thumbnails (more than 1 pays only on machines with cores to spare: "
+        "decoding holds Python's lock for most of its work).",
+    ),
+]
+NiceOption = Annotated[
+    int,
+    typer.Option(
+        "--nice",
+        min=0,
+        max=19,
+        help="Lower hema's CPU priority by this much (as the nice command does), for archive runs beside the "
+        "analyser's software.",
+    ),
+]
 OldWorkersOption = Annotated[int | None, hidden_alias("--workers")]
-ThreadsOption = Annotated[int, typer.Option(min=0, help="Inference threads (0: all cores).")]
+ThreadsOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Most threads of any pool hema starts: inference threads, and decoding threads at most this many "
+        "(0: inference on all cores).",
+    ),
+]
 UnverifiedOption = Annotated[
     bool,
     typer.Option(
@@ -89,6 +123,8 @@ def _load(
     path = resolve_model_path(model)
     try:
         engine = open_engine(path, backend, threads, verify=not unverified or manifest_path(path).is_file())
+        for note in engine.passed_over:
+            _say(f"note: --backend auto did not run {note}; running {engine.path.name}", err=True)
         if classifier:
             engine.require_classifier()
         return engine
@@ -103,8 +139,9 @@ def classify(
     model: ModelOption = None,
     out: Annotated[Path, out_option("Folder for cells.csv, summary.json and report.html.")] = Path("hema-report"),
     batch_size: BatchSizeOption = 32,
-    decode_threads: DecodeThreadsOption = 4,
+    decode_threads: DecodeThreadsOption = 1,
     threads: ThreadsOption = 0,
+    nice: NiceOption = 0,
     backend: BackendOption = "auto",
     unverified: UnverifiedOption = False,
     no_html: Annotated[
@@ -126,18 +163,19 @@ def classify(
     (OUT in use by another run included), 3 internal error (a bug in hema; HEMA_DEBUG=1 prints the traceback),
     130 or 143 stopped by Ctrl-C or SIGTERM.
     """
-    decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
+    budget = ThreadBudget.capped(threads, renamed(decode_threads, workers, old="--workers", new="--decode-threads"))
+    lower_priority(nice)
     staged: list[StagedReports] = []
     stop = StopFlag()
     with exit_codes(lambda message: _say(message, err=True), lambda: kept_after_failure(staged)):
         with claim_output(out), stop_on_signals(stop):
-            engine = _load(model, backend, threads, unverified, classifier=True)
+            engine = _load(model, backend, budget.engine, unverified, classifier=True)
             _say(f"model: {engine.path} on {engine.describe()}", err=True)
             inputs = _inputs(paths)
             raise_if_stopped(stop)
             with StagedReports(out, engine.card.class_names) as reports:
                 staged.append(reports)
-                results, summary = classify_into(reports, engine, inputs, stop, batch_size, decode_threads, no_html)
+                results, summary = classify_into(reports, engine, inputs, stop, batch_size, budget.decode, no_html)
         _say_outcome(engine, results, summary, [out / name for name in reports.names])
         if summary["errors"] or inputs.missing:
             raise typer.Exit(1)
@@ -204,8 +242,9 @@ def watch(
     ],
     model: ModelOption = None,
     batch_size: BatchSizeOption = 32,
-    decode_threads: DecodeThreadsOption = 4,
+    decode_threads: DecodeThreadsOption = 1,
     threads: ThreadsOption = 0,
+    nice: NiceOption = 0,
     backend: BackendOption = "auto",
     unverified: UnverifiedOption = False,
     poll_interval: Annotated[
@@ -247,15 +286,16 @@ def watch(
     Exit code: 0 every image classified, 1 some could not be read, 2 no usable model, or OUT is damaged, in use,
     not a hema journal or another model's, 3 internal error (a bug in hema; HEMA_DEBUG=1 prints the traceback).
     """
-    decode_threads = renamed(decode_threads, workers, old="--workers", new="--decode-threads")
+    budget = ThreadBudget.capped(threads, renamed(decode_threads, workers, old="--workers", new="--decode-threads"))
+    lower_priority(nice)
     with exit_codes(lambda message: _say(message, err=True)):
         with claim_output(out):  # the lock classify takes too: the two never share an OUT
-            engine = _load(model, backend, threads, unverified, classifier=True)
+            engine = _load(model, backend, budget.engine, unverified, classifier=True)
             _say(f"model: {engine.path} on {engine.describe()}", err=True)
             _say(f"{'classifying' if once else 'watching'} {folder} (Ctrl-C to stop)", err=True)
             settings = WatchSettings(
                 batch_size=batch_size,
-                decode_threads=decode_threads,
+                decode_threads=budget.decode,
                 poll_interval=poll_interval,
                 settle=settle,
                 empty_timeout=empty_timeout,
@@ -283,3 +323,82 @@ def watch(
         _say(f"wrote {out / JOURNAL_NAME}, {out / 'cells.csv'} and {out / 'summary.json'}")
         if outcome.summary["errors"]:
             raise typer.Exit(1)
+
+
+@app.command()
+def review(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Output folder of hema-infer classify or watch (its cells.csv names the images).")
+    ],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on (0: a free one, printed).")] = 0,
+    user: Annotated[
+        str | None, typer.Option(help="Name recorded with every decision. Default: your login name.")
+    ] = None,
+    target: Annotated[int, typer.Option(min=1, help="Cells the lab counts per slide (usually 100 or 200).")] = (
+        DEFAULT_TARGET
+    ),
+    extra_classes: Annotated[
+        Path | None,
+        typer.Option(
+            "--extra-classes",
+            help="File of the lab's classes beyond the model's, one per line. Default: "
+            + ", ".join(DEFAULT_EXTRA_CLASSES),
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to serve on. Anything but 127.0.0.1 opens it to the network: needs --token.")
+    ] = DEFAULT_HOST,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEMA_REVIEW_TOKEN",
+            help="Access token every request must carry (16+ letters or digits, e.g. from openssl rand -hex 16); "
+            "the printed address holds it. Better from $HEMA_REVIEW_TOKEN than on the command line.",
+        ),
+    ] = None,
+    export_labelled: Annotated[
+        Path | None,
+        typer.Option(
+            "--export-labelled",
+            help="Do not serve: copy the verified cells to DIR/<class>/<slide>/ (a new folder), usable as "
+            "hema-train onboard --labelled DIR and hema-train fewshot --data DIR, and exit.",
+        ),
+    ] = None,
+    include_extra: Annotated[
+        bool,
+        typer.Option(
+            "--include-extra",
+            help="With --export-labelled: the extra classes too (fewshot learns them; onboard wants model classes).",
+        ),
+    ] = False,
+) -> None:
+    """Verify a run's cells in the browser: confirm or correct each cell, then mark each slide verified.
+
+    Serves a page on this machine (the address is printed; no browser is opened): per slide, the cells grouped by
+    class with flagged cells first, the live differential against --target, a key per class, undo. Every decision
+    is saved to RUN_DIR/verification.jsonl before the page says saved; started again, the review resumes there.
+    Writes RUN_DIR/verified.csv, verified_summary.json and the printable verified_report.html.
+
+    Exit code: 0 stopped with Ctrl-C or SIGTERM (or exported), 2 no usable run folder, journal, class file, address
+    or export folder, 3 internal error (a bug in hema; HEMA_DEBUG=1 prints the traceback).
+    """
+    # http.server and the page are imported only to review, so that --help stays light
+    from hema.runtime.verification.app import export_verified, serve_review
+
+    def note(line: str) -> None:
+        _say(line, err=True)
+
+    with exit_codes(note):
+        try:
+            extras = DEFAULT_EXTRA_CLASSES if extra_classes is None else read_extra_classes(extra_classes)
+            settings = ReviewSettings(host, port, token, user or default_user(), target, extras)
+            if export_labelled is None:
+                written = serve_review(run_dir, settings, say=_say, note=note)
+            else:
+                written = export_verified(
+                    run_dir, export_labelled, settings, include_extra=include_extra, say=_say, note=note
+                )
+        except ReviewError as error:
+            note(f"error: {error}")
+            raise typer.Exit(2) from error
+        note(f"wrote {', '.join(terminal_safe(path) for path in written)}")

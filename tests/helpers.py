@@ -1,4 +1,4 @@
-"""Helpers the test modules share: running the command lines and reading the reports they write.
+"""Helpers the test modules share: running the command lines, reading the reports they write, finding Chromium.
 
 Imported as ``from helpers import ...``: pytest puts ``tests/`` on ``sys.path`` because the rootdir
 ``tests/conftest.py`` lives there (and ``tests/`` has no ``__init__.py``).
@@ -8,17 +8,44 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
-__all__ = ["INFER", "default_model_proto", "edit_card", "invoke", "read_rows", "run_infer", "save_with_manifest"]
+__all__ = [
+    "CHROMIUM_FLAGS",
+    "INFER",
+    "chromium",
+    "default_model_proto",
+    "edit_card",
+    "invoke",
+    "read_rows",
+    "run_infer",
+    "save_with_manifest",
+]
 
 INFER = "import sys; from hema.runtime.cli import app; sys.argv[0] = 'hema-infer'; app()"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--hide-scrollbars")  # fmt: skip
+"""Headless Chromium as the browser tests run it: no sandbox (root in CI), nothing fetched in the background."""
+
+
+def chromium() -> str:
+    """Path of the Chromium binary (``$HEMA_CHROMIUM`` overrides), or skip (fail under CI) without one."""
+    found = os.environ.get("HEMA_CHROMIUM") or shutil.which("chromium") or shutil.which("/usr/bin/chromium")
+    if not found:
+        message = "headless Chromium not installed: apt-get install -y chromium (make test does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return found
 
 
 def invoke(app: Any, *args: object):

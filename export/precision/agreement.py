@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hema.export.precision.gate import AgreementGate
 from hema.runtime.batches import decoded_batches
 from hema.runtime.engines.base import PROBABILITIES_OUTPUT, Engine
+from hema.runtime.engines.precision_gate import AgreementGate
 from hema.train.data.folders import find_labelled_images
 from hema.train.evaluate.metrics import classification_metrics
 
@@ -38,6 +38,8 @@ class AgreementReport:
         reference_balanced_accuracy: Reference's balanced accuracy against the folder labels.
         candidate_balanced_accuracy: Candidate's balanced accuracy.
         max_probability_difference: Largest absolute difference of any class probability.
+        reference_sha256: sha256 of the reference model's file as it was loaded: what ties a reduced-precision
+            artifact to its FP32 model (``hema-infer --backend auto`` runs it only in place of that model).
     """
 
     cells: int
@@ -48,6 +50,7 @@ class AgreementReport:
     reference_balanced_accuracy: float
     candidate_balanced_accuracy: float
     max_probability_difference: float
+    reference_sha256: str = ""
 
     @property
     def balanced_accuracy_drop(self) -> float:
@@ -120,4 +123,5 @@ def compare_models(
         reference_balanced_accuracy=balanced_accuracy(ref),
         candidate_balanced_accuracy=balanced_accuracy(cand),
         max_probability_difference=float(np.abs(cand - ref).max()),
+        reference_sha256=next(iter((reference.loaded_sha256 or {}).values()), ""),
     )

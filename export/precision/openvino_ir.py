@@ -17,12 +17,12 @@ from typing import Any
 import onnx
 
 from hema.export.graph.fuse import read_card
-from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings
 from hema.export.precision.reduced_precision import ReducedPrecisionExport, check_candidate
 from hema.export.precision.targets import OPENVINO_PRECISIONS
 from hema.runtime.card import ModelCard
 from hema.runtime.engines.openvino_engine import OPENVINO_CARD_KEY, OpenVinoEngine
+from hema.runtime.engines.precision_gate import AgreementGate
 from hema.runtime.manifest import write_manifest
 
 __all__ = ["export_openvino"]
@@ -30,7 +30,7 @@ __all__ = ["export_openvino"]
 
 def _converted_int8(source: Path, calibration: Path, settings: Int8Settings) -> tuple[Any, dict[str, Any]]:
     """The Q/DQ INT8 ONNX of ``source`` as an ``openvino.Model``, and how it was quantised."""
-    import openvino as ov
+    from openvino.tools.ovc import convert_model
 
     from hema.export.precision.onnx_int8 import quantise_onnx
 
@@ -38,7 +38,7 @@ def _converted_int8(source: Path, calibration: Path, settings: Int8Settings) -> 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "int8.onnx"
         onnx.save(quantised, str(path))
-        return ov.convert_model(str(path)), read_card(quantised).quantisation
+        return convert_model(str(path)), read_card(quantised).quantisation
 
 
 def _save(model: Any, card: ModelCard, out: Path, precision: str) -> list[Path]:
@@ -76,7 +76,7 @@ def export_openvino(
         ValueError: If the model's head needs ONNX Runtime, or a needed folder is missing.
         AgreementError: If the result disagrees with ``source`` beyond the thresholds (nothing is written).
     """
-    import openvino as ov
+    from openvino.tools.ovc import convert_model
 
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(f"precision must be one of {OPENVINO_PRECISIONS}, not {precision!r}")
@@ -92,7 +92,7 @@ def export_openvino(
             raise ValueError("INT8 needs calibration cells: pass --data")
         model, quantisation = _converted_int8(source, calibration, settings)
     else:
-        model = ov.convert_model(str(source))
+        model = convert_model(str(source))
     card = replace(card, precision=precision, quantisation=quantisation)
     report = None
     if check_data is not None:

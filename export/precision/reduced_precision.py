@@ -14,11 +14,11 @@ import onnx
 
 from hema.export.graph.fuse import attach_card, read_card
 from hema.export.precision.agreement import AgreementError, AgreementReport, compare_models
-from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings
 from hema.runtime.card import ModelCard
 from hema.runtime.engines.base import Engine
 from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.engines.precision_gate import AgreementGate
 from hema.runtime.manifest import write_manifest
 
 __all__ = ["ReducedPrecisionExport", "check_candidate", "export_onnx_int8"]

@@ -2,6 +2,5 @@
 
 from hema.runtime.engines.backends import BACKENDS, open_engine
 from hema.runtime.engines.base import Engine, ModelError
-from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-__all__ = ["BACKENDS", "Engine", "ModelError", "OnnxRuntimeEngine", "open_engine"]
+__all__ = ["BACKENDS", "Engine", "ModelError", "open_engine"]

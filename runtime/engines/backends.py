@@ -2,9 +2,10 @@
 
 An artifact's suffix says which engines can run it: ``.onnx`` runs on OpenVINO (plain-op heads) and ONNX
 Runtime, an OpenVINO IR ``.xml`` on OpenVINO, a serialized ``.engine`` on TensorRT. ``auto`` takes the fastest
-installed engine that loads the artifact (on a CPU OpenVINO before ONNX Runtime; on the AVX2-only 2-core CPU
-hema is developed on the two measured about level, see ``make bench``), falling back to the next when one
-cannot run the model (an ONNX Runtime-only head).
+installed engine that loads the artifact (on a CPU OpenVINO before ONNX Runtime), falling back to the next when
+one cannot run the model (an ONNX Runtime-only head); and, for an ``.onnx`` model, runs an INT8 artifact beside it
+in its place when that passed the gate against this very file and is faster on this CPU
+(:mod:`hema.runtime.engines.auto_choice`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from hema.runtime.engines.auto_choice import open_faster_sibling
 from hema.runtime.engines.base import Engine, ModelError
 from hema.runtime.manifest import ArtifactFiles, read_artifact, read_manifest
 
@@ -70,7 +72,8 @@ def open_engine(path: str | Path, backend: str = "auto", threads: int = 0, verif
 
     Args:
         path: ``.onnx``, OpenVINO ``.xml`` or TensorRT ``.engine`` file.
-        backend: ``auto`` or one of :data:`BACKENDS`.
+        backend: ``auto`` (an INT8 artifact beside an ``.onnx`` model may run in its place:
+            :mod:`hema.runtime.engines.auto_choice`) or one of :data:`BACKENDS`.
         threads: CPU inference threads (``0``: the engine decides).
         verify: Check the artifact's files against its manifest first (refuses a damaged or changed model). The
             files are read once: the engine loads the very bytes that were checked.
@@ -90,11 +93,23 @@ def open_engine(path: str | Path, backend: str = "auto", threads: int = 0, verif
         if backend not in candidates:
             raise ModelError(f"{backend} cannot run a {path.suffix} file; it runs on: {', '.join(candidates)}")
         return _open(backend, path, threads, artifact)
-    available = [name for name in candidates if name in installed_backends()] or [candidates[0]]  # says what to install
+    installed = installed_backends()
+    faster, passed_over = open_faster_sibling(
+        path,
+        artifact.sha256[artifact.path.suffix],
+        installed,
+        lambda sibling, name: _open(name, sibling, threads, read_artifact(sibling, verify=True)),
+    )
+    if faster is not None:
+        return faster
+    available = [name for name in candidates if name in installed] or [candidates[0]]  # says what to install
     failures = []
     for name in available:
         try:
-            return _open(name, path, threads, artifact)
+            engine = _open(name, path, threads, artifact)
         except ModelError as error:
             failures.append(f"{name}: {error}")
+            continue
+        engine.passed_over = tuple(passed_over)
+        return engine
     raise ModelError("; ".join(failures))

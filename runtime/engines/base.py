@@ -53,6 +53,8 @@ class Engine(ABC):
         loaded_sha256: Hex sha256 of the bytes the engine loaded, by file suffix (``{".xml": ..., ".bin": ...}``):
             the bytes checked against the manifest, never read again. ``None`` for an engine that did not load an
             artifact's files.
+        passed_over: Faster artifacts ``--backend auto`` found beside the model and did not run, each with why
+            (:mod:`hema.runtime.engines.auto_choice`).
     """
 
     backend: ClassVar[str]
@@ -60,6 +62,7 @@ class Engine(ABC):
     card: ModelCard
     output_names: tuple[str, ...]
     loaded_sha256: Mapping[str, str] | None = None
+    passed_over: tuple[str, ...] = ()
 
     def require_classifier(self) -> None:
         """Raise :class:`ModelError` unless the model outputs class probabilities (not a backbone-only export)."""

@@ -3,11 +3,20 @@
 OpenVINO picks the inference precision itself unless told: on CPUs with AMX or AVX-512 BF16 it runs bf16 and
 answers differ from the exported model. This engine always sets ``INFERENCE_PRECISION_HINT`` (``f32`` unless
 the caller asks for ``bf16`` or ``f16`` on purpose).
+
+``import openvino`` also imports its model converter (``openvino.tools.ovc``), whose import sends a usage event to
+Intel's telemetry service unless the user opted out (a consent file under ``~/intel``; opt-out, not opt-in) and
+starts a thread to send it. A workstation beside the microscope must not do that, and the runtime never converts a
+model: :func:`import_openvino` imports OpenVINO without the converter (``tests/runtime/test_politeness.py``).
+
+Threads are not pinned to cores (``ENABLE_CPU_PINNING`` off): decoding runs beside inference, and a pinned
+worker would wait for its core instead of taking the free one (measured in ``make bench``).
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,28 @@ OPENVINO_CARD_KEY = ("hema", "model_card")  # rt_info path of the card inside an
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 
 
+_CONVERTER = "openvino.tools.ovc"
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` package, imported without its model converter and the telemetry event its import sends.
+
+    Raises:
+        ImportError: If OpenVINO is not installed.
+    """
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    blocked = _CONVERTER not in sys.modules
+    if blocked:
+        sys.modules[_CONVERTER] = None  # type: ignore[assignment]  # openvino/__init__ skips what it cannot import
+    try:
+        import openvino
+    finally:
+        if blocked:
+            del sys.modules[_CONVERTER]  # hema-export imports the converter itself, when it converts
+    return openvino
+
+
 @functools.cache
 def openvino_core() -> Any:
     """One OpenVINO ``Core`` for the whole process, as OpenVINO recommends.
@@ -31,9 +62,7 @@ def openvino_core() -> Any:
     Each ``Core`` that is released takes its CPU plugin with it, and plugins released out of order leave the
     thread with an unmapped signal stack (:mod:`hema.runtime.engines.signal_stack`); one ``Core`` is never released.
     """
-    import openvino as ov
-
-    return ov.Core()
+    return import_openvino().Core()
 
 
 def _card_text(model: object, path: Path) -> str | None:
@@ -84,7 +113,7 @@ class OpenVinoEngine(Engine):
         if inference_precision not in INFERENCE_PRECISIONS:
             raise ValueError(f"inference_precision must be one of {INFERENCE_PRECISIONS}, not {inference_precision!r}")
         try:
-            import openvino as ov
+            ov = import_openvino()
         except ImportError as error:
             raise ModelError("OpenVINO is not installed: pip install 'hema[openvino]'") from error
         self.path = Path(path)
@@ -101,7 +130,12 @@ class OpenVinoEngine(Engine):
         self.loaded_sha256 = dict(artifact.sha256)
         self.card = parse_card(_card_text(model, self.path), self.path)
         check_card_fits_graph(self.card, self.path, _shapes(model.inputs), _shapes(model.outputs))
-        config = {"INFERENCE_PRECISION_HINT": inference_precision, "PERFORMANCE_HINT": "LATENCY"}
+        config = {
+            "INFERENCE_PRECISION_HINT": inference_precision,
+            "PERFORMANCE_HINT": "LATENCY",
+            "ENABLE_CPU_PINNING": False,
+            "NUM_STREAMS": 1,  # one stream: without it OpenVINO starts two threads more than INFERENCE_NUM_THREADS
+        }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:

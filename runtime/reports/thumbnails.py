@@ -45,6 +45,7 @@ def thumbnail_data_uri(path: Path, size: int = THUMBNAIL_SIZE, quality: int = TH
             small = to_eight_bit(image)  # Pillow cannot shrink 16-bit images, and would show them white
             small.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             rgb = to_rgb(small)
+            rgb.load()  # decoded while the file is open, also when it already fit and nothing was shrunk
         buffer = io.BytesIO()
         rgb.save(buffer, "JPEG", quality=quality, optimize=True)
     except Exception:  # any decoder failure: no thumbnail, never a crashed report

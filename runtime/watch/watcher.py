@@ -84,7 +84,7 @@ class WatchSettings:
     """
 
     batch_size: int = 32
-    decode_threads: int = 4
+    decode_threads: int = 1
     poll_interval: float = 1.0
     settle: float = 2.0
     empty_timeout: float = 30.0

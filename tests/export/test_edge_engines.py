@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from hema.export.cli import app as export_app
 from hema.export.graph.fuse import read_card
 from hema.export.precision.agreement import AgreementError, compare_models
-from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings
 from hema.export.precision.openvino_ir import export_openvino
 from hema.export.precision.reduced_precision import export_onnx_int8
@@ -23,6 +22,7 @@ from hema.runtime.default_model import DEFAULT_MODEL_PATH
 from hema.runtime.engines.backends import open_engine
 from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.engines.openvino_engine import OpenVinoEngine, openvino_core
+from hema.runtime.engines.precision_gate import AgreementGate
 from hema.runtime.manifest import read_manifest, verify_artifact
 
 openvino = pytest.importorskip("openvino")

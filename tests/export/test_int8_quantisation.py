@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from hema.export.graph.fuse import read_card
 from hema.export.precision.agreement import compare_models
-from hema.export.precision.gate import AgreementGate
 from hema.export.precision.int8_quantisation import Int8Settings, floating_point_nodes
 from hema.export.precision.onnx_int8 import quantise_onnx
 from hema.runtime.cli import app as infer_app
@@ -19,6 +18,7 @@ from hema.runtime.default_model import DEFAULT_MODEL_PATH
 from hema.runtime.engines.backends import installed_backends
 from hema.runtime.engines.base import EMBEDDING_OUTPUT
 from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+from hema.runtime.engines.precision_gate import AgreementGate
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM_FLAGS, chromium
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -143,25 +144,11 @@ SLIDES = {
     "slide_B": ("neutrophil",) * 5 + ("lymphocyte", "ig", "erythroblast", "platelet") * 2 + ("monocyte",),
 }
 BAD_FILE = "slide_B/smudged_scan.jpg"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--hide-scrollbars")  # fmt: skip
 # Appended to a copy of the page only: counts the thumbnails the browser actually decoded.
 PROBE = (
     '<script>addEventListener("load", () => document.body.setAttribute("data-decoded", '
     "[...document.images].filter((i) => i.complete && i.naturalWidth > 0).length));</script>"
 )
-
-
-def chromium() -> str:
-    """Path of the Chromium binary (``$HEMA_CHROMIUM`` overrides), or skip (fail under CI) without one."""
-    found = os.environ.get("HEMA_CHROMIUM") or shutil.which("chromium") or shutil.which("/usr/bin/chromium")
-    if not found:
-        message = "headless Chromium not installed: apt-get install -y chromium (make test does it as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
 
 
 def run_chromium(page: Path, profile: Path, *args: str) -> str:

@@ -29,7 +29,8 @@ except SystemExit as stop:
     report["help exit code"] = stop.code
 report["hema-infer --help"] = heavy()
 
-from hema.runtime import DEFAULT_MODEL_PATH, OnnxRuntimeEngine, classify_files
+from hema.runtime import DEFAULT_MODEL_PATH, classify_files
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 results = list(classify_files(OnnxRuntimeEngine(DEFAULT_MODEL_PATH), [Path({image!r})]))
 report["classified"] = [(result.status, result.label) for result in results]
 report["classify one image"] = heavy()
