@@ -29,9 +29,10 @@ import numpy as np
 from PIL import Image
 
 from hema.export.review.non_cells import write_non_cell_images
-from hema.runtime import DEFAULT_MODEL_PATH, OnnxRuntimeEngine, classify_files
+from hema.runtime import DEFAULT_MODEL_PATH, classify_files
 from hema.runtime.batches import decoded_batches
 from hema.runtime.engines.base import EMBEDDING_OUTPUT, NOVELTY_OUTPUT, PROBABILITIES_OUTPUT
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.review import LOW_CONFIDENCE, UNKNOWN_CELL_TYPE, ReviewPolicy
 from hema.train.data.folders import find_labelled_images
 from hema.train.fewshot.heads import l2_normalise

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from hema.runtime import DEFAULT_MODEL_PATH, OnnxRuntimeEngine, classify_files
+from hema.runtime import DEFAULT_MODEL_PATH, classify_files
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hema.runtime import DEFAULT_MODEL_PATH, OnnxRuntimeEngine, classify_files
+from hema.runtime import DEFAULT_MODEL_PATH, classify_files
 from hema.runtime.card import InputSpec, ModelCard
 from hema.runtime.classify import CellResult
+from hema.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from hema.runtime.reports.tables import CELLS_COLUMNS, CsvCellWriter, format_summary, summarise
 from hema.runtime.review import LOW_CONFIDENCE, UNKNOWN_CELL_TYPE, ReviewPolicy
 
